@@ -1,0 +1,1 @@
+"""Thin Kafka plumbing shared by every producer and admin call (no business logic here)."""
