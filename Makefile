@@ -1,0 +1,45 @@
+# The targets README.md tells people to run. Everything runs from a local virtualenv that
+# `make` creates and keeps in sync with pyproject.toml.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: install test test-unit test-integration lint format demo bench kafka-start kafka-stop clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install iwd-stream with its dev tools
+
+test: install  ## every test: unit, then integration and e2e on a real Kafka broker it starts
+	IWD_REQUIRE_KAFKA=$${IWD_REQUIRE_KAFKA:-1} $(BIN)/pytest tests $(PYTEST_ARGS)
+
+test-unit: install  ## the broker-free tests only (seconds)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: install  ## the tests that cross a real Kafka broker
+	IWD_REQUIRE_KAFKA=1 $(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+lint: install  ## ruff (lint + format check) and mypy on the package
+	$(BIN)/ruff check iwd_stream tests bench
+	$(BIN)/ruff format --check iwd_stream tests bench
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format iwd_stream tests bench
+	$(BIN)/ruff check --fix iwd_stream tests bench
+
+kafka-start: install  ## a local Apache Kafka (KRaft) for manual runs; prints its address
+	$(BIN)/iwd-stream kafka start
+
+kafka-stop: install
+	$(BIN)/iwd-stream kafka stop
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis
