@@ -1,0 +1,1 @@
+"""Source connectors: file replay, Kafka source, capture API, and the routing-consumer simulator."""
