@@ -42,7 +42,11 @@ def cmd_kafka(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.action == "stop":
         stopped = devkafka.stop_background_broker(settings, keep_data=args.keep_data)
-        print(f"stopped the broker on {stopped.bootstrap_servers}" if stopped else "no local broker runs")
+        print(
+            f"stopped the broker on {stopped.bootstrap_servers}"
+            if stopped
+            else "no local broker runs"
+        )
         return 0
     running = devkafka.background_broker(settings)
     if running is None:
@@ -65,6 +69,96 @@ def _add_kafka(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--keep-data", action="store_true", help="on stop, keep the broker's data directory"
     )
     p.set_defaults(handler=cmd_kafka)
+
+
+# --- topics / worker --------------------------------------------------------------------------
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    """Return the broker to use: the configured one, else the one `iwd-stream kafka start` runs."""
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers
+    from iwd_stream import devkafka
+
+    running = devkafka.background_broker(settings)
+    if running is not None:
+        return running.bootstrap_servers
+    raise IwdError(
+        "no Kafka broker: set KAFKA_BOOTSTRAP_SERVERS or --bootstrap-servers, "
+        "or start a local one with `iwd-stream kafka start`"
+    )
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from iwd_stream.kafka.admin import partition_counts
+    from iwd_stream.streaming.app import changelog_topics, provision_topics
+    from iwd_stream.topics import TopicNames
+
+    settings = settings.model_copy(update={"partitions": args.partitions or settings.partitions})
+    bootstrap = resolve_bootstrap(settings)
+    if args.action == "create":
+        created = provision_topics(settings, bootstrap)
+        print(f"created {len(created)} topic(s)" + (": " + ", ".join(created) if created else ""))
+    names = TopicNames(settings.topic_prefix).all() + changelog_topics(settings)
+    counts = partition_counts(bootstrap, names)
+    for name in names:
+        print(f"{name:50s} {counts.get(name, 'missing')}")
+    return 0 if all(n in counts for n in names) else 1
+
+
+def _add_topics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "topics",
+        help="create or list the engine's topics",
+        description="Create (idempotently) or list every topic the engine reads and writes, "
+        "including its table changelogs (compact-only). Co-partitioned topics share one count.",
+    )
+    p.add_argument("action", choices=["create", "list"])
+    p.add_argument("--partitions", type=int, default=None, help="partitions per topic (default 4)")
+    p.set_defaults(handler=cmd_topics)
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from iwd_stream.streaming.worker import run_worker
+
+    settings = settings.model_copy(
+        update={
+            k: v
+            for k, v in {
+                "data_dir": args.data_dir,
+                "web_port": args.web_port,
+                "log_level": args.log_level,
+                "rules_path": args.rules,
+                "partitions": args.partitions,
+                "tick_interval_s": args.tick_interval,
+                "offer_timeout_s": args.offer_timeout,
+            }.items()
+            if v is not None
+        }
+    )
+    return run_worker(settings, resolve_bootstrap(settings), name=args.name)
+
+
+def _add_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "worker",
+        help="run a stream worker (both stages, SLA timer, query API, /metrics)",
+        description="Run one iwd-stream worker. Give each worker on a host its own --data-dir "
+        "and --web-port. SIGTERM stops it cleanly.",
+    )
+    p.add_argument("--data-dir", type=Path, default=None, help="table storage (default var/worker)")
+    p.add_argument("--web-port", type=int, default=None, help="HTTP port (default 6066)")
+    p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--rules", type=Path, default=None, help="rules file or folder (default: bundled)"
+    )
+    p.add_argument("--partitions", type=int, default=None, help="partitions per topic (default 4)")
+    p.add_argument("--tick-interval", type=float, default=None, help="SLA tick seconds (default 1)")
+    p.add_argument(
+        "--offer-timeout", type=float, default=None, help="offer deadline seconds (default 30)"
+    )
+    p.add_argument("--name", default=None, help="worker name in logs and ticks")
+    p.set_defaults(handler=cmd_worker)
 
 
 # --- parser ------------------------------------------------------------------------------------
@@ -102,6 +196,8 @@ def _add_common(parser: argparse.ArgumentParser, *, suppress: bool = False) -> N
 
 _COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = [
     _add_kafka,
+    _add_topics,
+    _add_worker,
 ]
 
 

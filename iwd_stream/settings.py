@@ -42,7 +42,9 @@ class Settings(BaseModel):
         truthy = {"1", "true", "yes", "on"}
         values: dict[str, object] = {
             "bootstrap_servers": env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-            "cache_dir": Path(env["IWD_CACHE_DIR"]) if env.get("IWD_CACHE_DIR") else _default_cache_dir(env),
+            "cache_dir": Path(env["IWD_CACHE_DIR"])
+            if env.get("IWD_CACHE_DIR")
+            else _default_cache_dir(env),
             "ci": env.get("CI", "").lower() in truthy,
             "require_kafka": env.get("IWD_REQUIRE_KAFKA", "").lower() in truthy
             or env.get("CI", "").lower() in truthy,

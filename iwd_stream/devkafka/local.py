@@ -156,7 +156,9 @@ def _java_major(version_output: str) -> int:
     return major
 
 
-def ensure_jars(cache_dir: Path, version: str, progress: Callable[[str], None] = print) -> tuple[Path, float]:
+def ensure_jars(
+    cache_dir: Path, version: str, progress: Callable[[str], None] = print
+) -> tuple[Path, float]:
     """Fetch the Kafka runtime jars once; return the lib folder and seconds spent fetching."""
     root = cache_dir / f"kafka-{version}"
     lib = root / "lib"
@@ -236,7 +238,9 @@ def start_broker(
     if port is None:
         port = free_port()
     elif not port_is_free(port):
-        raise LocalKafkaError(f"port {port} on 127.0.0.1 is already in use; pick another with --port")
+        raise LocalKafkaError(
+            f"port {port} on 127.0.0.1 is already in use; pick another with --port"
+        )
     controller_port = free_port()
     while controller_port == port:
         controller_port = free_port()
@@ -291,7 +295,9 @@ def start_broker(
     )
     if fmt.returncode != 0:
         log_file.write_text(fmt.stdout + fmt.stderr)
-        raise LocalKafkaError(f"Kafka storage format failed (exit {fmt.returncode}); see {log_file}")
+        raise LocalKafkaError(
+            f"Kafka storage format failed (exit {fmt.returncode}); see {log_file}"
+        )
     console = (data / "console.log").open("w")
     proc = subprocess.Popen(
         [

@@ -25,7 +25,10 @@ def create_topics(
     if not wanted:
         return []
     futures = admin.create_topics(
-        [NewTopic(n, num_partitions=partitions, replication_factor=1, config=config or {}) for n in wanted],
+        [
+            NewTopic(n, num_partitions=partitions, replication_factor=1, config=config or {})
+            for n in wanted
+        ],
         operation_timeout=timeout_s,
         request_timeout=timeout_s,
     )
@@ -41,7 +44,9 @@ def create_topics(
     return created
 
 
-def partition_counts(bootstrap_servers: str, names: Iterable[str], timeout_s: float = 10.0) -> dict[str, int]:
+def partition_counts(
+    bootstrap_servers: str, names: Iterable[str], timeout_s: float = 10.0
+) -> dict[str, int]:
     """Return the partition count of each named topic that exists."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     md = admin.list_topics(timeout=timeout_s)

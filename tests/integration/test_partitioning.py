@@ -12,7 +12,9 @@ from iwd_stream.contracts import item_key, queue_key
 from iwd_stream.kafka.producer import make_producer, murmur2_partition
 
 KEYS = [item_key("servicenow", f"INC{n:07d}") for n in range(0, 400, 3)] + [
-    queue_key(t, q) for t in ("servicenow", "nyc311", "acme") for q in ("Group 56", "DOT", "q1", "é-ü")
+    queue_key(t, q)
+    for t in ("servicenow", "nyc311", "acme")
+    for q in ("Group 56", "DOT", "q1", "é-ü")
 ]
 
 
@@ -44,8 +46,12 @@ async def _aiokafka_partitions(bootstrap: str, topic: str, keys: list[str]) -> d
 
 @pytest.mark.parametrize("partitions", [1, 3, 4, 8, 12])
 def test_confluent_murmur2_matches_aiokafka(kafka_bootstrap, topic_factory, partitions):
-    ours = _confluent_partitions(make_producer(kafka_bootstrap), topic_factory("ck", partitions), KEYS)
-    theirs = asyncio.run(_aiokafka_partitions(kafka_bootstrap, topic_factory("aio", partitions), KEYS))
+    ours = _confluent_partitions(
+        make_producer(kafka_bootstrap), topic_factory("ck", partitions), KEYS
+    )
+    theirs = asyncio.run(
+        _aiokafka_partitions(kafka_bootstrap, topic_factory("aio", partitions), KEYS)
+    )
 
     assert ours == theirs
     assert ours == {k: murmur2_partition(k.encode(), partitions) for k in KEYS}

@@ -31,7 +31,7 @@ def test_missing_java_is_one_clear_error(tmp_path, monkeypatch):
 def test_old_java_is_refused(tmp_path, monkeypatch):
     fake = tmp_path / "bin" / "java"
     fake.parent.mkdir()
-    fake.write_text('#!/bin/sh\necho \'java version "1.8.0_392"\' >&2\n')
+    fake.write_text("#!/bin/sh\necho 'java version \"1.8.0_392\"' >&2\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path / "bin"))
     with pytest.raises(LocalKafkaError, match="needs Java 17"):
