@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,8 @@ class FakeProducer:
             self._pending.append(on_delivery)
 
     def poll(self, timeout: float = 0) -> int:
+        if not self._pending and timeout > 0:
+            time.sleep(timeout)  # like librdkafka: wait for reports instead of spinning
         pending, self._pending = self._pending, []
         for callback in pending:
             callback(self.fail_with, None)
