@@ -8,7 +8,7 @@ rejected (it goes to the dead-letter topic) rather than half-read.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -161,6 +161,30 @@ class LifecycleEvent(Contract):
         return item_key(self.tenant, self.capture_id)
 
 
+class ResourceOffer(Part):
+    """A resource (employee) that can take work now."""
+
+    resource_id: str = Field(min_length=1, max_length=200)
+    skills: list[str] = []
+    media_types: list[str] = []
+    slots: int = Field(default=1, ge=1, le=1000)
+
+
+class Offer(Part):
+    """The live offer of a queue entry: set by dispatch, cleared when the offer is released.
+
+    It is part of the queue entry (so it survives a restart of the queues stage) and carries
+    the resource that was offered, so that a revoked offer can give its capacity back.
+    """
+
+    assignment_id: str
+    capacity_id: str
+    resource_id: str | None = None
+    resource: ResourceOffer | None = None
+    offered_at: AwareDatetime
+    offer_deadline: AwareDatetime
+
+
 class QueueEntry(Part):
     """What the queues stage knows about one queued item: enough to score and dispatch it."""
 
@@ -182,6 +206,8 @@ class QueueEntry(Part):
     reprioritization: dict[str, object] = {}
     calendar: str | None = None
     item_seq: int = 0
+    # Set by the queues stage while the item is offered; never by the workitems stage.
+    offer: Offer | None = None
 
 
 class QueueCommandOp(StrEnum):
@@ -202,6 +228,11 @@ class QueueCommand(Contract):
     entry: QueueEntry | None = None
     reason: str | None = None
     issued_at: AwareDatetime
+    # The offer this command ends (declined, timed out, revoked). An entry's live offer is kept
+    # across commands that do not name it, so a command raced by a dispatch cannot re-open it.
+    release_assignment_id: str | None = None
+    # True when the released offer never reached work (revoked): the resource is free again.
+    return_capacity: bool = False
 
 
 class SlaTick(Contract):
@@ -211,15 +242,6 @@ class SlaTick(Contract):
     partition: int = Field(ge=0)
     tick_at: AwareDatetime
     worker: str | None = None
-
-
-class ResourceOffer(Part):
-    """A resource (employee) that can take work now."""
-
-    resource_id: str = Field(min_length=1, max_length=200)
-    skills: list[str] = []
-    media_types: list[str] = []
-    slots: int = Field(default=1, ge=1, le=1000)
 
 
 class Capacity(Contract):
@@ -258,6 +280,8 @@ class Assignment(Contract):
     due_at: AwareDatetime | None = None
     skills: list[str] = []
     media_type: str | None = None
+    # "revoked": the item ended at the source while offered; the routing consumer drops it.
+    status: Literal["offered", "revoked"] = "offered"
 
 
 class ResponseOutcome(StrEnum):
@@ -320,6 +344,69 @@ class DeadLetter(Contract):
     at: AwareDatetime
 
 
+class Claim(StrEnum):
+    """What the source last said about an item's lifecycle, apart from the engine's own state.
+
+    The status is derived from the claim, the classification and the assignment state, so
+    that out-of-order source events settle on the same status whatever order they arrive in.
+    """
+
+    ACTIVE = "active"
+    HELD = "held"
+    COMPLETED = "completed"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+
+
+class WorkItem(Contract):
+    """The stored state of one work item (table ``workitems``, key ``tenant/capture_id``).
+
+    ``source`` is the source's own view merged over all its events (last writer wins per field
+    by ``version``, or by ``occurred_at`` when the source sends no version); ``fields`` is what
+    the tenant's rules made of it (classification and prioritisation).
+    """
+
+    tenant: Tenant
+    capture_id: CaptureId
+    status: Status
+    assignment_state: AssignmentState = AssignmentState.NONE
+    sla_state: SlaState = SlaState.ON_TRACK
+    claim: Claim = Claim.ACTIVE
+    claim_stamp: int | None = None
+    final_stamp: int | None = None
+    source: WorkItemFields = WorkItemFields()
+    fields: WorkItemFields = WorkItemFields()
+    # Stamp (version, or occurred_at in microseconds) of the event that last set each source
+    # field; attributes are keyed "attributes.<name>".
+    field_stamps: dict[str, int] = {}
+    seen_event_ids: list[str] = []
+    last_version: int | None = None
+    last_occurred_at: AwareDatetime | None = None
+    seq: int = Field(default=0, ge=0)
+    excluded_resources: list[str] = []
+    assignment_id: str | None = None
+    assignment_queue: QueueName | None = None
+    assigned_resource: str | None = None
+    offer_deadline: AwareDatetime | None = None
+    # The queue that holds an entry for this item (None when it is in no queue).
+    in_queue: QueueName | None = None
+    created_at: AwareDatetime
+    first_seen_at: AwareDatetime
+    updated_at: AwareDatetime
+    enqueued_at: AwareDatetime | None = None
+    restarted_at: AwareDatetime | None = None
+    restarts: int = Field(default=0, ge=0)
+    rules_version: str | None = None
+    matched_rules: list[str] = []
+    reprioritization: dict[str, object] = {}
+    calendar: str | None = None
+    reason: str | None = None
+
+    @property
+    def key(self) -> str:
+        return item_key(self.tenant, self.capture_id)
+
+
 def item_key(tenant: str, capture_id: str) -> str:
     """Return the Kafka key of a work item."""
     return f"{tenant}/{capture_id}"
@@ -339,4 +426,5 @@ ALL_CONTRACTS: dict[str, type[Contract]] = {
     "assignment_response": AssignmentResponse,
     "history_record": HistoryRecord,
     "dead_letter": DeadLetter,
+    "work_item": WorkItem,
 }
