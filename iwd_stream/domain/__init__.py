@@ -8,7 +8,7 @@ function that needs the time takes ``now``. The streaming stages call:
   per capacity message: :func:`dispatch` (queues stage).
 """
 
-from iwd_stream.domain.calendar import BusinessCalendar, add_time, elapsed
+from iwd_stream.domain.business_calendar import BusinessCalendar, add_time, elapsed
 from iwd_stream.domain.dispatch import (
     DispatchResult,
     assignment_id,

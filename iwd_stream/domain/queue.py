@@ -28,7 +28,7 @@ from iwd_stream.contracts.models import (
     QueueEntry,
     SlaState,
 )
-from iwd_stream.domain.calendar import BusinessCalendar
+from iwd_stream.domain.business_calendar import BusinessCalendar
 from iwd_stream.domain.scoring import (
     DEFAULT_WEIGHTS,
     Scorable,

@@ -55,7 +55,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from iwd_stream.contracts.models import WorkItemFields
-from iwd_stream.domain.calendar import BusinessCalendar, add_time
+from iwd_stream.domain.business_calendar import BusinessCalendar, add_time
 from iwd_stream.domain.errors import RulesError, UnknownCalendarError, UnknownTenantError
 from iwd_stream.domain.scoring import Jump, Reprioritization, Step, Weights
 from iwd_stream.domain.timeutil import parse_duration
@@ -314,13 +314,15 @@ class Output:
         if self.source is None:
             return self.literal
         raw = lookup(self.source)
+        # Mapped values and the default are written out in full by the rule author: only a value
+        # copied from the item is formatted and transformed.
         if self.table is not None:
-            value = self.table.get(str(raw), self.default) if raw is not None else self.default
-        else:
-            value = raw if raw is not None else self.default
-        if value is None or isinstance(value, list | int):
-            return value
-        text = str(value)
+            return self.table.get(str(raw), self.default) if raw is not None else self.default
+        if raw is None:
+            return self.default
+        if isinstance(raw, list | int) and self.fmt is None and self.transform is None:
+            return raw
+        text = str(raw)
         if self.fmt is not None:
             text = self.fmt.format(value=text)
         if self.transform == "lower":
@@ -555,7 +557,7 @@ def _check_output_type(key: str, value: Any, path: str) -> None:
         or (isinstance(value, list) and all(isinstance(s, str) for s in value))
     ):
         raise _Problem(path, f"skills must be a string or a list of strings, got {value!r}")
-    if key in _TEXT_OUTPUTS and not isinstance(value, str | int):
+    if key in _TEXT_OUTPUTS and not isinstance(value, str):
         raise _Problem(path, f"{key} must be a string, got {value!r}")
 
 

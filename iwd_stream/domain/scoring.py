@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from iwd_stream.contracts.models import QueueEntry, ScoreTerm, SlaState
-from iwd_stream.domain.calendar import BusinessCalendar, add_time, elapsed
+from iwd_stream.domain.business_calendar import BusinessCalendar, add_time, elapsed
 from iwd_stream.domain.timeutil import from_us, to_us
 
 # Fixed-point scale: one score point is SCALE key units, so an age rate of r points/hour is
