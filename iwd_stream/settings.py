@@ -31,7 +31,7 @@ class Settings(BaseModel):
     web_host: str = "127.0.0.1"
     rules_path: Path | None = None
     tick_interval_s: float = Field(default=1.0, gt=0)
-    offer_timeout_s: float = Field(default=30.0, gt=0)
+    offer_timeout_s: float | None = Field(default=None, gt=0)
     log_level: str = "info"
     java_home: Path | None = None
 
