@@ -488,6 +488,9 @@ def _apply_source(
 
     source, stamps, changed = _merge_fields(cur.source, cur.field_stamps, event.fields, stamp)
     first_seen = min(cur.first_seen_at, event.occurred_at)
+    if first_seen != cur.first_seen_at:
+        # An earlier event arriving late moves the item's creation time (its age) back.
+        changed.append("first_seen_at")
     nxt = cur.model_copy(
         update={
             "source": source,
