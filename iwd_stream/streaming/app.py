@@ -41,24 +41,17 @@ def changelog_topics(settings: Settings) -> list[str]:
 
 
 def provision_topics(settings: Settings, bootstrap: str) -> list[str]:
-    """Create every topic the engine reads or writes (and its changelogs) before agents start."""
-    names = TopicNames(settings.topic_prefix)
-    keep_forever = {"retention.ms": "-1"}
-    created = create_topics(bootstrap, names.all(), settings.partitions)
-    # The audit trail and the dead letters have no purge window.
-    from confluent_kafka.admin import AdminClient, ConfigResource
+    """Create every topic the engine reads or writes (and its changelogs) before agents start.
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for topic in (names.history, names.deadletter):
-        resource = ConfigResource("topic", topic, set_config=keep_forever)
-        for fut in admin.alter_configs([resource]).values():
-            fut.result()
-    created += create_topics(
-        bootstrap,
-        changelog_topics(settings),
-        settings.partitions,
-        config={"cleanup.policy": "compact"},
-    )
+    Existing topics are left as they are (an operator may have tuned them).
+    """
+    names = TopicNames(settings.topic_prefix)
+    # The audit trail and the dead letters have no purge window.
+    forever = [names.history, names.deadletter]
+    n = settings.partitions
+    created = create_topics(bootstrap, [t for t in names.all() if t not in forever], n)
+    created += create_topics(bootstrap, forever, n, config={"retention.ms": "-1"})
+    created += create_topics(bootstrap, changelog_topics(settings), n, config={"cleanup.policy": "compact"})
     return created
 
 
