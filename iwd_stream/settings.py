@@ -32,6 +32,9 @@ class Settings(BaseModel):
     rules_path: Path | None = None
     tick_interval_s: float = Field(default=1.0, gt=0)
     offer_timeout_s: float | None = Field(default=None, gt=0)
+    # How soon the group notices a worker that died without leaving (kill -9, lost host):
+    # its partitions move after this long. Faust's default (60 s) stalls them for a minute.
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300)
     log_level: str = "info"
     java_home: Path | None = None
 
@@ -61,6 +64,7 @@ class Settings(BaseModel):
             "IWD_TICK_INTERVAL_S": "tick_interval_s",
             "IWD_OFFER_TIMEOUT_S": "offer_timeout_s",
             "IWD_LOG_LEVEL": "log_level",
+            "IWD_SESSION_TIMEOUT_S": "session_timeout_s",
         }
         for var, field in simple.items():
             if env.get(var):

@@ -178,12 +178,16 @@ class Timeline:
 
 @dataclass
 class Slot:
-    """One indexed entry: the entry, its prepared scorer, its current key and SLA state."""
+    """One indexed entry: the entry, its prepared scorer, its current key and SLA state.
+
+    ``keyed_at`` is the instant ``key`` was computed for; a held entry's score is frozen there.
+    """
 
     entry: QueueEntry
     scorable: Scorable
     key: SortKey
     sla: SlaState
+    keyed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -326,8 +330,13 @@ class QueueIndex:
             yield slots[key[3]]
 
     def score(self, capture_id: str, now: datetime) -> Score:
-        """Return the score and breakdown of an indexed entry at ``now``."""
-        return score_scorable(self._slots[capture_id].scorable, now, self.weights)
+        """Return the score and breakdown of an indexed entry at ``now``.
+
+        A held entry is frozen: its score is the one it had when it was last keyed (on hold).
+        """
+        slot = self._slots[capture_id]
+        at = slot.keyed_at if slot.entry.held else now
+        return score_scorable(slot.scorable, at, self.weights)
 
     def _schedule(self, slot: Slot, now: datetime) -> None:
         entry = slot.entry
@@ -345,7 +354,7 @@ class QueueIndex:
         if old is not None:
             self._order.remove(old.key)
         scorable = Scorable(entry, self._calendars(entry.calendar))
-        slot = Slot(entry, scorable, scorable.key_at(now, self._units), scorable.sla(now))
+        slot = Slot(entry, scorable, scorable.key_at(now, self._units), scorable.sla(now), now)
         self._slots[cid] = slot
         self._order.add(slot.key)
         self._schedule(slot, now)
@@ -421,6 +430,7 @@ class QueueIndex:
             before = slot.sla
             if not slot.entry.held:
                 key = slot.scorable.key_at(now, units)
+                slot.keyed_at = now
                 if key != slot.key:
                     self._order.remove(slot.key)
                     slot.key = key

@@ -101,6 +101,8 @@ def build_engine(
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         broker_commit_interval=1.0,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
         autodiscover=False,
         # Bytes in and out everywhere: decoding is ours (one codec, failures to the dead
         # letters), and Faust cannot use pydantic models as value types anyway.

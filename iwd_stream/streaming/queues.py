@@ -10,6 +10,7 @@ recovery and after every partition assignment.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -254,9 +255,7 @@ class QueuesProcessor:
         assert offer is not None
         # select() builds the same Assignment again: same item_seq and capacity_id give the
         # same assignment_id, and the offer's own instant gives the same deadline and score.
-        bare = Slot(
-            slot.entry.model_copy(update={"offer": None}), slot.scorable, slot.key, slot.sla
-        )
+        bare = replace(slot, entry=slot.entry.model_copy(update={"offer": None}))
         again = select(
             [bare], cap, offer.offered_at, offer.offer_deadline - offer.offered_at, index.weights
         )
