@@ -51,7 +51,9 @@ def provision_topics(settings: Settings, bootstrap: str) -> list[str]:
     n = settings.partitions
     created = create_topics(bootstrap, [t for t in names.all() if t not in forever], n)
     created += create_topics(bootstrap, forever, n, config={"retention.ms": "-1"})
-    created += create_topics(bootstrap, changelog_topics(settings), n, config={"cleanup.policy": "compact"})
+    created += create_topics(
+        bootstrap, changelog_topics(settings), n, config={"cleanup.policy": "compact"}
+    )
     return created
 
 

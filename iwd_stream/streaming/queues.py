@@ -10,9 +10,9 @@ recovery and after every partition assignment.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 

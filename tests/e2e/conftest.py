@@ -47,7 +47,11 @@ class Engine:
         self.names = TopicNames(self.prefix)
         self.producer = make_producer(self.bootstrap)
         provision_topics(
-            Settings(bootstrap_servers=self.bootstrap, topic_prefix=self.prefix, partitions=self.partitions),
+            Settings(
+                bootstrap_servers=self.bootstrap,
+                topic_prefix=self.prefix,
+                partitions=self.partitions,
+            ),
             self.bootstrap,
         )
 
@@ -73,7 +77,9 @@ class Engine:
     def flush(self) -> None:
         assert self.producer.flush(30) == 0
 
-    def event(self, kind: str | EventType, capture_id: str, *, tenant: str = "acme", **kw: Any) -> LifecycleEvent:
+    def event(
+        self, kind: str | EventType, capture_id: str, *, tenant: str = "acme", **kw: Any
+    ) -> LifecycleEvent:
         fields = kw.pop("fields", None)
         ev = LifecycleEvent(
             type=EventType(kind),
@@ -88,7 +94,9 @@ class Engine:
         self.send(self.names.events, item_key(tenant, capture_id), ev)
         return ev
 
-    def capacity(self, queue: str, *, tenant: str = "acme", credits: int = 1, resource: Any = None) -> Capacity:
+    def capacity(
+        self, queue: str, *, tenant: str = "acme", credits: int = 1, resource: Any = None
+    ) -> Capacity:
         cap = Capacity(
             capacity_id=f"cap-{uuid.uuid4().hex[:10]}",
             tenant=tenant,
@@ -104,11 +112,15 @@ class Engine:
     def reader(self, topic: str) -> TopicReader:
         return TopicReader(self.bootstrap, topic)
 
-    def item(self, capture_id: str, tenant: str = "acme", worker: WorkerProcess | None = None) -> Any:
+    def item(
+        self, capture_id: str, tenant: str = "acme", worker: WorkerProcess | None = None
+    ) -> Any:
         w = worker or self.workers[-1]
         return w.get(f"/api/items/{tenant}/{capture_id}")
 
-    def wait_for(self, predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition") -> Any:
+    def wait_for(
+        self, predicate: Callable[[], Any], timeout_s: float = 30.0, what: str = "condition"
+    ) -> Any:
         deadline = time.monotonic() + timeout_s
         last: Any = None
         while time.monotonic() < deadline:
@@ -119,7 +131,9 @@ class Engine:
             if last:
                 return last
             time.sleep(0.2)
-        raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+        raise AssertionError(
+            f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})"
+        )
 
     def close(self) -> None:
         for w in self.workers:
@@ -156,7 +170,9 @@ class TopicReader:
     def values(self) -> list[dict[str, Any]]:
         return [orjson.loads(v) for _, v in self.messages]
 
-    def wait(self, predicate: Callable[[list[dict[str, Any]]], Any], timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    def wait(
+        self, predicate: Callable[[list[dict[str, Any]]], Any], timeout_s: float = 30.0
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             values = self.poll(0.3)
@@ -169,7 +185,9 @@ class TopicReader:
 
 
 @pytest.fixture
-def engine(kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str]) -> Iterator[Engine]:
+def engine(
+    kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], str]
+) -> Iterator[Engine]:
     eng = Engine(kafka_bootstrap, unique_name("e2e").replace("_", "-"), tmp_path)
     try:
         yield eng
@@ -179,4 +197,3 @@ def engine(kafka_bootstrap: str, tmp_path: Path, unique_name: Callable[[str], st
             if w.proc is not None and w.proc.returncode not in (0, None, -15):
                 print(f"--- {w.name} log ({w.log_file}) ---")
                 print(w.log_file.read_text()[-4000:])
-

@@ -40,7 +40,10 @@ def test_ten_kinds_of_bad_input_are_dead_lettered_and_valid_events_go_on(engine)
     engine.event("complete", "F1", version=2)
     bad = {
         "not_json": (item_key("acme", "B1"), b"{this is not json"),
-        "wrong_types": (item_key("acme", "B2"), _raw(capture_id="B2", fields={"queue": "q1", "priority": "high"})),
+        "wrong_types": (
+            item_key("acme", "B2"),
+            _raw(capture_id="B2", fields={"queue": "q1", "priority": "high"}),
+        ),
         "unknown_type": (item_key("acme", "B3"), _raw(capture_id="B3", type="explode")),
         "missing_ids": (item_key("acme", "B4"), _raw(capture_id="B4", event_id=None)),
         "unknown_tenant": (item_key("globex", "B5"), _raw(capture_id="B5", tenant="globex")),
@@ -50,7 +53,10 @@ def test_ten_kinds_of_bad_input_are_dead_lettered_and_valid_events_go_on(engine)
         ),
         "bad_timestamp": (item_key("acme", "B7"), _raw(capture_id="B7", occurred_at="yesterday")),
         "update_before_create": (item_key("acme", "B8"), _raw(capture_id="B8", type="update")),
-        "after_final": (item_key("acme", "F1"), _raw(capture_id="F1", type="update", version=3, event_id="late")),
+        "after_final": (
+            item_key("acme", "F1"),
+            _raw(capture_id="F1", type="update", version=3, event_id="late"),
+        ),
         "future_schema": (item_key("acme", "B10"), _raw(capture_id="B10", schema_version=99)),
     }
     for key, value in bad.values():
@@ -91,21 +97,29 @@ def test_ten_kinds_of_bad_input_are_dead_lettered_and_valid_events_go_on(engine)
 
 def test_duplicates_and_stale_events_change_nothing_and_are_counted(engine):
     worker = engine.worker().start()
-    engine.event("create", "D1", fields={"queue": "q1", "priority": 10}, version=1, event_id="d1-create")
+    engine.event(
+        "create", "D1", fields={"queue": "q1", "priority": 10}, version=1, event_id="d1-create"
+    )
     engine.event("update", "D1", fields={"priority": 40}, version=3, event_id="d1-v3")
     engine.flush()
-    engine.wait_for(lambda: engine.item("D1").get("fields", {}).get("priority") == 40, what="v3 applied")
+    engine.wait_for(
+        lambda: engine.item("D1").get("fields", {}).get("priority") == 40, what="v3 applied"
+    )
     before = engine.item("D1")
 
-    engine.event("create", "D1", fields={"queue": "q1", "priority": 10}, version=1, event_id="d1-create")
+    engine.event(
+        "create", "D1", fields={"queue": "q1", "priority": 10}, version=1, event_id="d1-create"
+    )
     engine.event("update", "D1", fields={"priority": 40}, version=3, event_id="d1-v3")
     engine.event("update", "D1", fields={"priority": 5}, version=2, event_id="d1-v2-late")
     engine.flush()
     text = engine.wait_for(
-        lambda: (t := worker.metrics_text())
-        and _metric(t, "iwd_events_total", stage="workitems", outcome="duplicate") >= 2
-        and _metric(t, "iwd_events_total", stage="workitems", outcome="stale") >= 1
-        and t,
+        lambda: (
+            (t := worker.metrics_text())
+            and _metric(t, "iwd_events_total", stage="workitems", outcome="duplicate") >= 2
+            and _metric(t, "iwd_events_total", stage="workitems", outcome="stale") >= 1
+            and t
+        ),
         what="duplicates and stale counted",
     )
     assert _metric(text, "iwd_events_total", stage="workitems", outcome="duplicate") == 2

@@ -22,7 +22,9 @@ def _send_item_events(engine, indexes: range) -> int:
     sent = 0
     for i in indexes:
         cid = f"K{i:04d}"
-        engine.event("create", cid, fields={"queue": f"q{i % QUEUES}", "priority": i % 50}, version=1)
+        engine.event(
+            "create", cid, fields={"queue": f"q{i % QUEUES}", "priority": i % 50}, version=1
+        )
         if i % 3 == 0:
             engine.event("complete", cid, version=2)
         elif i % 3 == 1:

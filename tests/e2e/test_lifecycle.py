@@ -34,7 +34,9 @@ def test_create_offer_accept_complete_with_history(engine):
     )
     engine.send(engine.names.responses, item_key("acme", "C1"), response)
     engine.flush()
-    engine.wait_for(lambda: engine.item("C1").get("assignment_state") == "accepted", what="accepted")
+    engine.wait_for(
+        lambda: engine.item("C1").get("assignment_state") == "accepted", what="accepted"
+    )
 
     engine.event("complete", "C1", version=2)
     engine.flush()

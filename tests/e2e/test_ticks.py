@@ -14,9 +14,19 @@ def _order(worker, queue: str) -> list[str]:
 
 def test_a_stepping_item_overtakes_and_a_held_item_is_frozen_and_never_offered(engine):
     worker = engine.worker().start()
-    engine.event("create", "A", fields={"queue": "q", "priority": 10, "attributes": {"boost": True}}, version=1)
+    engine.event(
+        "create",
+        "A",
+        fields={"queue": "q", "priority": 10, "attributes": {"boost": True}},
+        version=1,
+    )
     engine.event("create", "B", fields={"queue": "q", "priority": 50}, version=1)
-    engine.event("create", "H", fields={"queue": "q", "priority": 5, "attributes": {"boost": True}}, version=1)
+    engine.event(
+        "create",
+        "H",
+        fields={"queue": "q", "priority": 5, "attributes": {"boost": True}},
+        version=1,
+    )
     engine.event("hold", "H", version=2)
     engine.flush()
     engine.wait_for(lambda: engine.item("H").get("status") == "held", what="H held")
@@ -55,7 +65,9 @@ def test_at_risk_breached_expired_each_recorded_once(engine):
     )
     engine.flush()
     item = engine.wait_for(
-        lambda: (i := engine.item("S")).get("status") == "rejected" and i, timeout_s=30, what="expired"
+        lambda: (i := engine.item("S")).get("status") == "rejected" and i,
+        timeout_s=30,
+        what="expired",
     )
     assert item["sla_state"] == "expired" and item["reason"] == "expired"
     sla = [h for h in item["history"] if h["event_type"] == "sla" and h["outcome"] == "applied"]
