@@ -167,7 +167,7 @@ def dispatch(
     ['A']
     """
     changes = index.advance(now)
-    chosen = select(index.ordered(), capacity, now, offer_timeout, index.weights)
+    chosen = select(index.ready(), capacity, now, offer_timeout, index.weights)
     events, entries = [], []
     for a in chosen:
         offer = Offer(

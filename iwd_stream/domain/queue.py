@@ -181,6 +181,8 @@ class Slot:
     """One indexed entry: the entry, its prepared scorer, its current key and SLA state.
 
     ``keyed_at`` is the instant ``key`` was computed for; a held entry's score is frozen there.
+    ``parked`` entries (held, offered, not yet active, expired) keep their place in the order
+    but sit in a separate list, so dispatch never walks past them.
     """
 
     entry: QueueEntry
@@ -188,6 +190,16 @@ class Slot:
     key: SortKey
     sla: SlaState
     keyed_at: datetime
+    parked: bool = False
+
+
+def _parked(entry: QueueEntry, now: datetime) -> bool:
+    return (
+        entry.held
+        or entry.offer is not None
+        or (entry.activate_at is not None and entry.activate_at > now)
+        or (entry.expire_at is not None and entry.expire_at <= now)
+    )
 
 
 @dataclass(frozen=True)
@@ -307,7 +319,8 @@ class QueueIndex:
         self._units = weights.units()
         self._calendars = calendars
         self._slots: dict[str, Slot] = {}
-        self._order = SortedKeyList(load)
+        self._ready = SortedKeyList(load)
+        self._parked = SortedKeyList(load)
         self._timeline = Timeline()
 
     def __len__(self) -> int:
@@ -324,10 +337,23 @@ class QueueIndex:
         return self._slots.get(capture_id)
 
     def ordered(self) -> Iterator[Slot]:
-        """Yield slots best first (valid as of the last upsert/advance: call advance first)."""
+        """Yield every slot best first, parked ones included (call advance first)."""
         slots = self._slots
-        for key in self._order:
+        for key in heapq.merge(self._ready, self._parked):
             yield slots[key[3]]
+
+    def ready(self) -> Iterator[Slot]:
+        """Yield the dispatchable slots best first: not held, offered, inactive or expired."""
+        slots = self._slots
+        for key in self._ready:
+            yield slots[key[3]]
+
+    def _place(self, slot: Slot, now: datetime) -> None:
+        slot.parked = _parked(slot.entry, now)
+        (self._parked if slot.parked else self._ready).add(slot.key)
+
+    def _unplace(self, slot: Slot) -> None:
+        (self._parked if slot.parked else self._ready).remove(slot.key)
 
     def score(self, capture_id: str, now: datetime) -> Score:
         """Return the score and breakdown of an indexed entry at ``now``.
@@ -341,10 +367,15 @@ class QueueIndex:
     def _schedule(self, slot: Slot, now: datetime) -> None:
         entry = slot.entry
         at = None if entry.held else slot.scorable.next_change(now)
-        if entry.offer is not None and entry.offer.offer_deadline > now:
-            at = entry.offer.offer_deadline if at is None else min(at, entry.offer.offer_deadline)
-        elif entry.offer is not None:
-            at = now  # already past its deadline: the next advance times it out
+        # Also wake up when an offer runs out (at once if it already has) and when an entry
+        # becomes active, so that it leaves the parked list.
+        wake = []
+        if entry.offer is not None:
+            wake.append(max(entry.offer.offer_deadline, now))
+        if not entry.held and entry.activate_at is not None and entry.activate_at > now:
+            wake.append(entry.activate_at)
+        for extra in wake:
+            at = extra if at is None else min(at, extra)
         self._timeline.schedule(entry.capture_id, to_us(at) if at is not None else None)
 
     def upsert(self, entry: QueueEntry, now: datetime) -> Change | None:
@@ -352,11 +383,11 @@ class QueueIndex:
         cid = entry.capture_id
         old = self._slots.get(cid)
         if old is not None:
-            self._order.remove(old.key)
+            self._unplace(old)
         scorable = Scorable(entry, self._calendars(entry.calendar))
         slot = Slot(entry, scorable, scorable.key_at(now, self._units), scorable.sla(now), now)
         self._slots[cid] = slot
-        self._order.add(slot.key)
+        self._place(slot, now)
         self._schedule(slot, now)
         before = old.sla if old is not None else None
         if before is not slot.sla and not (before is None and slot.sla is SlaState.ON_TRACK):
@@ -368,7 +399,7 @@ class QueueIndex:
         slot = self._slots.pop(capture_id, None)
         if slot is None:
             return None
-        self._order.remove(slot.key)
+        self._unplace(slot)
         self._timeline.cancel(capture_id)
         return slot.entry
 
@@ -396,8 +427,10 @@ class QueueIndex:
         """Record (or clear) the live offer of an entry; return the entry to store."""
         slot = self._slots[capture_id]
         entry = slot.entry.model_copy(update={"offer": offer})
+        self._unplace(slot)
         slot.entry = entry
         slot.scorable.entry = entry
+        self._place(slot, now)
         self._schedule(slot, now)
         return entry
 
@@ -425,17 +458,17 @@ class QueueIndex:
                 if offer.resource_id and offer.resource_id not in excluded:
                     excluded.append(offer.resource_id)
                 entry = slot.entry.model_copy(update={"offer": None, "excluded_resources": excluded})
+                self._unplace(slot)
                 slot.entry = entry
                 slot.scorable.entry = entry
+                self._place(slot, now)
             before = slot.sla
+            self._unplace(slot)
             if not slot.entry.held:
-                key = slot.scorable.key_at(now, units)
+                slot.key = slot.scorable.key_at(now, units)
                 slot.keyed_at = now
-                if key != slot.key:
-                    self._order.remove(slot.key)
-                    slot.key = key
-                    self._order.add(key)
                 slot.sla = slot.scorable.sla(now)
+            self._place(slot, now)
             self._schedule(slot, now)
             if timed_out is not None or slot.sla is not before:
                 changes.append(Change(slot.entry, before, slot.sla, timed_out))
