@@ -34,14 +34,21 @@ def _problem(view: View, status: int, message: str) -> Response:
 def register_views(engine: Engine, items_table: Any, queue_table: Any) -> None:
     app = engine.app
 
-    async def route(table_name: str, key: str, web: Any, request: Request) -> Response | None:
+    async def route(view: View, table_name: str, key: str, request: Request) -> Response | None:
         """Forward to the owner of ``key``'s partition; return None when this worker owns it."""
         if request.query.get("local") == "1":
             return None
         try:
-            return await app.router.route_req(table_name, key.encode(), web, request)
+            return await app.router.route_req(table_name, key.encode(), view.web, request)
         except SameNode:
             return None
+        except (aiohttp.ClientError, OSError) as exc:
+            # The owner went away and the group has not rebalanced yet: a retry will land.
+            response = _problem(
+                view, 503, f"the worker that holds this data is unreachable ({exc}); retry shortly"
+            )
+            response.headers["Retry-After"] = "2"
+            return response
 
     @app.page("/ready")
     class Ready(View):
@@ -61,7 +68,7 @@ def register_views(engine: Engine, items_table: Any, queue_table: Any) -> None:
     class Item(View):
         async def get(self, request: Request, tenant: str, capture_id: str) -> Response:
             key = item_key(tenant, capture_id)
-            routed = await route(items_table.name, key, self.web, request)
+            routed = await route(self, items_table.name, key, request)
             if routed is not None:
                 return routed
             raw = items_table.get(key.encode())
@@ -83,7 +90,7 @@ def register_views(engine: Engine, items_table: Any, queue_table: Any) -> None:
             if not 1 <= top <= MAX_TOP:
                 return _problem(self, 400, f"top must be between 1 and {MAX_TOP}")
             # The queue table's changelog partition is the partition of tenant/queue.
-            routed = await route(queue_table.name, queue_key(tenant, queue), self.web, request)
+            routed = await route(self, queue_table.name, queue_key(tenant, queue), request)
             if routed is not None:
                 return routed
             return _json(self, engine.queues.top(tenant, queue, top, _now()))
