@@ -216,7 +216,8 @@ def test_dispatch_over_an_empty_or_exhausted_queue_offers_nothing() -> None:
 
 def test_offered_held_and_inactive_entries_are_parked_out_of_the_dispatch_scan() -> None:
     q = QueueIndex()
-    q.upsert(entry("OFFERED", 90).model_copy(update={"offer": offer()}), T0)
+    long_offer = offer().model_copy(update={"offer_deadline": T0 + timedelta(minutes=10)})
+    q.upsert(entry("OFFERED", 90).model_copy(update={"offer": long_offer}), T0)
     q.upsert(entry("HELD", 80, held=True), T0)
     q.upsert(entry("LATER", 70, activate_at=T0 + timedelta(minutes=5)), T0)
     q.upsert(entry("READY", 10), T0)
@@ -224,7 +225,8 @@ def test_offered_held_and_inactive_entries_are_parked_out_of_the_dispatch_scan()
     assert [s.entry.capture_id for s in q.ordered()] == ["OFFERED", "HELD", "LATER", "READY"]
     q.advance(T0 + timedelta(minutes=5))  # LATER becomes active and joins the scan
     assert [s.entry.capture_id for s in q.ready()] == ["LATER", "READY"]
-    q.advance(T0 + timedelta(minutes=5) + TIMEOUT)  # the offer ran out long ago: timed out
+    changes = q.advance(T0 + timedelta(minutes=10))  # the offer runs out: back in the scan
+    assert [c.entry.capture_id for c in changes if c.timed_out] == ["OFFERED"]
     assert [s.entry.capture_id for s in q.ready()] == ["OFFERED", "LATER", "READY"]
     q.set_offer("READY", offer("a2", "r2"), T0)
     assert "READY" not in [s.entry.capture_id for s in q.ready()]
