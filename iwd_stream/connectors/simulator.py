@@ -111,6 +111,7 @@ class Workforce:
     _offers: dict[str, Assignment] = field(init=False, default_factory=dict)
     _capacity_n: Counter[str] = field(init=False, default_factory=Counter)
     _issued: set[str] = field(init=False, default_factory=set)
+    _revoked: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self._by_id = {e.resource_id: e for e in self.employees}
@@ -122,9 +123,14 @@ class Workforce:
     def on_assignment(self, offer: Assignment, now: datetime) -> list[Out]:
         """Answer an offer made to one of our employees; ignore offers to anyone else."""
         emp = self._by_id.get(offer.resource_id or "")
-        if emp is None or offer.tenant != emp.tenant or offer.assignment_id in self._offers:
+        if emp is None or offer.tenant != emp.tenant:
             return []
-        if offer.capacity_id not in self._issued:
+        if offer.status == "revoked":
+            return self._on_revoked(offer, emp, now)
+        if offer.assignment_id in self._offers:
+            return []
+        # The engine gives a revoked offer's capacity to the next item under a derived id.
+        if offer.capacity_id.split(":returned:")[0] not in self._issued:
             return []  # an offer for capacity this run never published
         self._offers[offer.assignment_id] = offer
         self.stats["offers"] += 1
@@ -146,6 +152,20 @@ class Workforce:
         self._at(now + timedelta(seconds=handle_s / self.speed), "complete", offer.assignment_id)
         return [self._response(offer, ResponseOutcome.ACCEPTED, None, now)]
 
+    def _on_revoked(self, notice: Assignment, emp: Employee, now: datetime) -> list[Out]:
+        """The item ended or was held at the source while offered: drop the work, if any.
+
+        The engine has already given that capacity to the next item (an offer on a
+        ``:returned:`` capacity id); if the queue had none, the slot frees at the deadline.
+        """
+        offer = self._offers.get(notice.assignment_id)
+        if offer is None or notice.assignment_id in self._revoked:
+            return []
+        self._revoked.add(notice.assignment_id)
+        self.stats["revoked"] += 1
+        self._at(max(offer.offer_deadline, now), "capacity", emp.resource_id)
+        return []
+
     def next_due(self) -> datetime | None:
         """Return when the next timer fires, if any."""
         return self._timers[0][0] if self._timers else None
@@ -158,6 +178,8 @@ class Workforce:
             if kind == "capacity":
                 out.append(self._capacity(self._by_id[ref], now))
                 continue
+            if ref in self._revoked:
+                continue  # revoked while being worked
             offer = self._offers[ref]
             emp = self._by_id[offer.resource_id or ""]
             self.stats["completed"] += 1

@@ -97,3 +97,27 @@ def test_draw_employees_is_deterministic() -> None:
     a = draw_employees("acme", ["q1", "q2"], 5, seed=3, skills=["net", "db"])
     assert a == draw_employees("acme", ["q1", "q2"], 5, seed=3, skills=["net", "db"])
     assert [e.queue for e in a] == ["q1", "q2", "q1", "q2", "q1"]
+
+
+def test_a_revoked_offer_is_not_completed_and_returned_capacity_is_taken():
+    staff = [
+        Employee("e1", "acme", "q1", capacity=1, handle_time_s=60, decline_rate=0, ignore_rate=0)
+    ]
+    wf = Workforce(staff, TOPICS, speed=1, seed=1)
+    ((_, _, cap),) = wf.start(T0)
+    assert isinstance(cap, Capacity)
+    first = offer(wf, cap, "INC1", 1)
+    assert [type(m).__name__ for _, _, m in wf.on_assignment(first, T0)] == ["AssignmentResponse"]
+
+    revoked = first.model_copy(update={"status": "revoked"})
+    assert wf.on_assignment(revoked, T0) == []
+    assert wf.on_assignment(revoked, T0) == []  # a repeated notice changes nothing
+    # The engine re-offers the freed capacity under a derived id: the employee takes it.
+    returned = offer(
+        wf, cap.model_copy(update={"capacity_id": f"{cap.capacity_id}:returned:a-1"}), "INC2", 2
+    )
+    assert len(wf.on_assignment(returned, T0)) == 1
+    later = wf.tick(T0 + timedelta(hours=1))
+    completed = [m.capture_id for _, _, m in later if isinstance(m, LifecycleEvent)]
+    assert completed == ["INC2"]  # never the revoked INC1
+    assert wf.stats["revoked"] == 1
