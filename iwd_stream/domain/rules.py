@@ -55,6 +55,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from iwd_stream.contracts.models import WorkItemFields
+from iwd_stream.domain._build import build
 from iwd_stream.domain.business_calendar import BusinessCalendar, add_time
 from iwd_stream.domain.errors import RulesError, UnknownCalendarError, UnknownTenantError
 from iwd_stream.domain.scoring import Jump, Reprioritization, Step, Weights
@@ -411,6 +412,9 @@ class TenantRules:
     sla: tuple[SlaRule, ...]
     weights: Weights
     offer_timeout: timedelta
+    _policies: dict[tuple[str | None, str | None], dict[str, object]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def calendar(self, name: str | None) -> BusinessCalendar | None:
         """Return the named calendar (None for None); raise UnknownCalendarError otherwise."""
@@ -453,9 +457,9 @@ class TenantRules:
         >>> rules.classify(WorkItemFields(category="other"), t0).error
         'no classification rule gave the item a queue'
         """
-        values: dict[str, Any] = {k: getattr(source, k) for k in _FIELD_NAMES}
+        values: dict[str, Any] = dict(source.__dict__)
         attributes = source.attributes or {}
-        from_source = {k for k, v in values.items() if v is not None}
+        from_source = {k for k, v in values.items() if v is not None and k != "attributes"}
         lookup = self._lookup(values, attributes)
         matched: list[str] = []
         due_in: timedelta | None = None
@@ -512,24 +516,30 @@ class TenantRules:
                 values["expire_at"] = add_time(calendar, values["created_at"], expire_in)
             elif sla is not None and sla.expire_after_due is not None and values.get("due_at"):
                 values["expire_at"] = values["due_at"] + sla.expire_after_due
-        policy = Reprioritization(
-            rule=reprio.name if reprio else None,
-            step=reprio.step if reprio else None,
-            jumps=reprio.jumps if reprio else (),
-            max=reprio.max if reprio else None,
-            at_risk=sla.at_risk if sla else None,
-        )
+        policy = self._policy(reprio, sla)
         if reprio is not None:
             matched.append(f"reprioritization:{reprio.name}")
         if sla is not None:
             matched.append(f"sla:{sla.name}")
         values["attributes"] = source.attributes
-        fields = WorkItemFields.model_construct(
-            _fields_set={k for k, v in values.items() if v is not None},
-            **values,
-        )
+        fields = build(WorkItemFields, values, {k for k, v in values.items() if v is not None})
         error = None if values.get("queue") else "no classification rule gave the item a queue"
-        return Classification(fields, tuple(matched), policy.to_dict(), calendar_name, error)
+        return Classification(fields, tuple(matched), dict(policy), calendar_name, error)
+
+    def _policy(self, reprio: ReprioRule | None, sla: SlaRule | None) -> dict[str, object]:
+        # Few (reprioritization, sla) rule pairs exist: build each policy dict once.
+        key = (reprio.name if reprio else None, sla.name if sla else None)
+        policy = self._policies.get(key)
+        if policy is None:
+            policy = Reprioritization(
+                rule=reprio.name if reprio else None,
+                step=reprio.step if reprio else None,
+                jumps=reprio.jumps if reprio else (),
+                max=reprio.max if reprio else None,
+                at_risk=sla.at_risk if sla else None,
+            ).to_dict()
+            self._policies[key] = policy
+        return policy
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from iwd_stream.contracts.models import QueueEntry, ScoreTerm, SlaState
+from iwd_stream.domain._build import build
 from iwd_stream.domain.business_calendar import BusinessCalendar, add_time, elapsed
 from iwd_stream.domain.timeutil import from_us, to_us
 
@@ -336,17 +337,15 @@ def score_scorable(item: Scorable, now: datetime, weights: Weights = DEFAULT_WEI
         if sla in _LATE
         else 0.0
     )
+    bv = entry.business_value
+    # Built without re-validation: names are ours, values are floats, details are strings.
     terms = (
-        ScoreTerm(name="priority", value=weights.priority_weight * p, detail=why),
-        ScoreTerm(
-            name="business_value",
-            value=weights.business_value_weight * entry.business_value,
-            detail=f"{entry.business_value} x {weights.business_value_weight}",
-        ),
-        ScoreTerm(name="sla", value=bonus, detail=sla.value),
-        ScoreTerm(
-            name="age", value=weights.age_per_hour * age_h, detail=f"{age_h:.2f} h x {weights.age_per_hour}/h"
-        ),
+        build(ScoreTerm, {"name": "priority", "value": weights.priority_weight * p, "detail": why}),
+        build(ScoreTerm, {"name": "business_value", "value": weights.business_value_weight * bv,
+                          "detail": f"{bv} x {weights.business_value_weight}"}),
+        build(ScoreTerm, {"name": "sla", "value": bonus, "detail": sla.value}),
+        build(ScoreTerm, {"name": "age", "value": weights.age_per_hour * age_h,
+                          "detail": f"{age_h:.2f} h x {weights.age_per_hour}/h"}),
     )
     return Score(
         value=round(sum(t.value for t in terms), 6),

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -69,6 +69,7 @@ from iwd_stream.contracts.models import (
     item_key,
     queue_key,
 )
+from iwd_stream.domain._build import build
 from iwd_stream.domain.rules import TenantRules
 from iwd_stream.domain.scoring import Reprioritization, sla_state
 from iwd_stream.domain.timeutil import to_us
@@ -119,7 +120,7 @@ _CLAIMS: Mapping[EventType, Claim] = {
 }
 _FINAL_CLAIMS = frozenset({Claim.COMPLETED, Claim.CANCELED, Claim.REJECTED})
 _LIVE = frozenset({AssignmentState.OFFERED, AssignmentState.ACCEPTED})
-_FIELD_KEYS = tuple(k for k in WorkItemFields.model_fields if k != "attributes")
+_NO_FIELDS = WorkItemFields()
 
 
 def derive_status(claim: Claim, queue: str | None, assignment: AssignmentState) -> Status:
@@ -156,7 +157,8 @@ def queue_entry(item: WorkItem, queue: str, seq: int) -> QueueEntry:
     ``created_at`` of the entry is the age anchor: a restart makes the item young again.
     """
     f = item.fields
-    return QueueEntry(
+    # Every value comes from validated models: build without validating again (hot path).
+    return _entry(
         tenant=item.tenant,
         capture_id=item.capture_id,
         queue=queue,
@@ -174,7 +176,12 @@ def queue_entry(item: WorkItem, queue: str, seq: int) -> QueueEntry:
         reprioritization=dict(item.reprioritization),
         calendar=item.calendar,
         item_seq=seq,
+        offer=None,
     )
+
+
+def _entry(**values: Any) -> QueueEntry:
+    return build(QueueEntry, values)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,7 +203,7 @@ def _record(
     reason: str | None = None,
     detail: Mapping[str, AttrValue] | None = None,
 ) -> HistoryRecord:
-    return HistoryRecord.model_construct(
+    return build(HistoryRecord, dict(
         schema_version=1,
         tenant=item.tenant,
         capture_id=item.capture_id,
@@ -211,7 +218,7 @@ def _record(
         recorded_at=now,
         reason=reason,
         detail=dict(detail or {}),
-    )
+    ))
 
 
 def _not_applied(
@@ -247,7 +254,8 @@ def _command(
     release: str | None = None,
     return_capacity: bool = False,
 ) -> QueueCommand:
-    return QueueCommand(
+    return build(QueueCommand, dict(
+        schema_version=1,
         op=op,
         # Deterministic: a replayed event re-sends the same command id, so it can be de-duplicated.
         command_id=f"{item_key(item.tenant, item.capture_id)}:{seq}:{op.value}:{queue}",
@@ -260,7 +268,7 @@ def _command(
         issued_at=now,
         release_assignment_id=release,
         return_capacity=return_capacity,
-    )
+    ))
 
 
 def _merge_fields(
@@ -273,7 +281,7 @@ def _merge_fields(
     >>> new.priority, new.attributes, changed
     (1, {'x': 1, 'y': 2}, ['attributes.y'])
     """
-    values: dict[str, Any] = {k: getattr(source, k) for k in _FIELD_KEYS}
+    values: dict[str, Any] = dict(source.__dict__)
     attributes: dict[str, AttrValue] = dict(source.attributes or {})
     new_stamps = dict(stamps)
     changed: list[str] = []
@@ -298,17 +306,20 @@ def _merge_fields(
     if not changed:
         return source, dict(stamps), []
     values["attributes"] = attributes or None
-    merged = WorkItemFields.model_construct(
-        _fields_set={k for k, v in values.items() if v is not None}, **values
-    )
+    merged = build(WorkItemFields, values, {k for k, v in values.items() if v is not None})
     return merged, new_stamps, changed
 
 
 def _classify(item: WorkItem, rules: TenantRules, now: datetime) -> WorkItem:
     created_at = item.source.created_at or item.first_seen_at
     result = rules.classify(item.source, created_at)
-    policy = Reprioritization.from_dict(result.reprioritization)
-    sla = sla_state(result.fields.due_at, result.fields.expire_at, policy.at_risk, now)
+    at_risk = result.reprioritization.get("at_risk_s")
+    sla = sla_state(
+        result.fields.due_at,
+        result.fields.expire_at,
+        timedelta(seconds=float(at_risk)) if isinstance(at_risk, int | float) else None,
+        now,
+    )
     return item.model_copy(
         update={
             "fields": result.fields,
@@ -433,7 +444,7 @@ def _finish(
 
 
 def _blank(event: LifecycleEvent, now: datetime) -> WorkItem:
-    return WorkItem.model_construct(
+    return build(WorkItem, dict(
         schema_version=1,
         tenant=event.tenant,
         capture_id=event.capture_id,
@@ -443,8 +454,8 @@ def _blank(event: LifecycleEvent, now: datetime) -> WorkItem:
         claim=Claim.ACTIVE,
         claim_stamp=None,
         final_stamp=None,
-        source=WorkItemFields(),
-        fields=WorkItemFields(),
+        source=_NO_FIELDS,
+        fields=_NO_FIELDS,
         field_stamps={},
         seen_event_ids=[],
         last_version=None,
@@ -467,7 +478,7 @@ def _blank(event: LifecycleEvent, now: datetime) -> WorkItem:
         reprioritization={},
         calendar=None,
         reason=None,
-    )
+    ))
 
 
 def _apply_source(
