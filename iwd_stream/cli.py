@@ -161,6 +161,224 @@ def _add_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(handler=cmd_worker)
 
 
+# --- connectors -------------------------------------------------------------------------------
+
+BUILTIN_SOURCES = {
+    "servicenow": "servicenow_incident_events.csv",
+    "nyc311": "nyc311_service_requests.csv",
+}
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from iwd_stream.connectors.mapping import builtin_data_file
+    from iwd_stream.connectors.output import ProgressBar
+    from iwd_stream.connectors.replay import replay
+    from iwd_stream.kafka.producer import make_producer
+    from iwd_stream.topics import TopicNames
+
+    if args.source in BUILTIN_SOURCES:
+        path = builtin_data_file(BUILTIN_SOURCES[args.source])
+        mapping = args.mapping or args.source
+    else:
+        path = Path(args.source)
+        if not path.is_file():
+            raise IwdError(
+                f"no such data file: {path} (or use one of: {', '.join(BUILTIN_SOURCES)})"
+            )
+        if not args.mapping:
+            raise IwdError("--mapping is required for a data file of your own")
+        mapping = args.mapping
+    bootstrap = resolve_bootstrap(settings)
+    summary = replay(
+        path,
+        mapping,
+        make_producer(bootstrap),
+        TopicNames(settings.topic_prefix),
+        speed=args.speed,
+        progress=ProgressBar(f"replay {path.name}"),
+        tenant=args.tenant,
+        max_gap_s=args.max_gap,
+    )
+    print(json.dumps(summary.as_dict(), indent=2))
+    return 0
+
+
+def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="replay a CSV/JSONL export of a source system as lifecycle events",
+        description="Map each row of a source export to lifecycle events (with a YAML mapping) "
+        "and produce them to the events topic, as fast as possible or time-compressed. Rows that "
+        "cannot be mapped go to the dead-letter topic with their line number.",
+    )
+    p.add_argument("source", help="servicenow | nyc311 (bundled data) or a CSV/JSONL file")
+    p.add_argument("--mapping", default=None, help="mapping name or YAML file (default: source)")
+    p.add_argument(
+        "--speed", default="max", help="time compression, e.g. 3600 (x real time), or max"
+    )
+    p.add_argument(
+        "--max-gap",
+        type=float,
+        default=None,
+        help="cut quiet stretches to this many source seconds",
+    )
+    p.add_argument("--tenant", default=None, help="tenant (default: the mapping's)")
+    p.set_defaults(handler=cmd_replay)
+
+
+def cmd_capture_api(args: argparse.Namespace, settings: Settings) -> int:
+    from iwd_stream.connectors.capture_api import serve
+
+    settings = settings.model_copy(update={"bootstrap_servers": resolve_bootstrap(settings)})
+    serve(settings, args.api_keys, host=args.host, port=args.port, worker_url=args.worker_url)
+    return 0
+
+
+def _add_capture_api(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "capture-api",
+        help="run the HTTP capture API (create/update/complete/... work items)",
+        description="Serve the capture API: every accepted request becomes one lifecycle event "
+        "on Kafka (acks=all, idempotent). OpenAPI at /docs and in schemas/openapi.json.",
+    )
+    p.add_argument("--api-keys", required=True, type=Path, help="YAML/JSON file: tenant -> key(s)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--worker-url", default=None, help="a worker's URL, to answer status reads")
+    p.set_defaults(handler=cmd_capture_api)
+
+
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from iwd_stream.connectors.simulator import draw_employees, run_simulator
+    from iwd_stream.kafka.producer import make_producer
+    from iwd_stream.topics import TopicNames
+
+    bootstrap = resolve_bootstrap(settings)
+    staff = draw_employees(
+        args.tenant,
+        args.queues.split(","),
+        args.employees,
+        seed=args.seed,
+        skills=[s for s in args.skills.split(",") if s],
+        media_types=[m for m in args.media.split(",") if m],
+    )
+    stats = run_simulator(
+        bootstrap,
+        make_producer(bootstrap),
+        TopicNames(settings.topic_prefix),
+        staff,
+        speed=args.speed,
+        seed=args.seed,
+        duration_s=args.duration,
+    )
+    print(json.dumps(dict(stats), indent=2))
+    return 0
+
+
+def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="run simulated employees: the reference routing consumer",
+        description="Simulated employees publish capacity, answer offers (accept, sometimes "
+        "decline or ignore) and complete the work after a handle time divided by --speed.",
+    )
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--queues", required=True, help="comma-separated queue names")
+    p.add_argument("--employees", type=int, default=10)
+    p.add_argument("--skills", default="", help="comma-separated skills to draw from")
+    p.add_argument("--media", default="", help="comma-separated media types they handle")
+    p.add_argument("--speed", type=float, default=60.0, help="handle-time compression")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(handler=cmd_simulate)
+
+
+def cmd_connect_kafka(args: argparse.Namespace, settings: Settings) -> int:
+    from iwd_stream.connectors.kafka_source import run_kafka_source
+    from iwd_stream.kafka.producer import make_producer
+    from iwd_stream.topics import TopicNames
+
+    bootstrap = resolve_bootstrap(settings)
+    summary = run_kafka_source(
+        bootstrap,
+        args.source_topic,
+        args.mapping,
+        make_producer(bootstrap),
+        TopicNames(settings.topic_prefix),
+        group_id=args.group,
+        tenant=args.tenant,
+        idle_timeout_s=args.idle_timeout,
+    )
+    print(json.dumps(vars(summary), indent=2, default=str))
+    return 0
+
+
+def _add_connect_kafka(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "connect-kafka",
+        help="map JSON messages of another system's topic to lifecycle events",
+        description="Consume JSON from an existing topic, map each message with a mapping file "
+        "and produce lifecycle events; offsets are committed only after the events are on Kafka.",
+    )
+    p.add_argument("--source-topic", required=True)
+    p.add_argument("--mapping", required=True, help="mapping name or YAML file")
+    p.add_argument("--group", default="iwd-kafka-source", help="consumer group")
+    p.add_argument("--tenant", default=None)
+    p.add_argument("--idle-timeout", type=float, default=None, help="stop after idle seconds")
+    p.set_defaults(handler=cmd_connect_kafka)
+
+
+def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from iwd_stream.connectors.capture_api import export_openapi
+    from iwd_stream.contracts.export import stale_files, write_schemas
+
+    if args.action == "check":
+        stale = stale_files()
+        if stale:
+            raise IwdError(
+                f"schemas/ is stale ({', '.join(stale)}); run `iwd-stream schemas export`"
+            )
+        print("schemas/ is up to date")
+        return 0
+    changed = write_schemas()
+    export_openapi()
+    print(f"wrote JSON Schemas ({len(changed)} changed) and schemas/openapi.json")
+    return 0
+
+
+def _add_schemas(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "schemas",
+        help="export or check the JSON Schemas of the topic contracts and the OpenAPI document",
+        description="Write schemas/*.schema.json (one per wire contract) and schemas/openapi.json "
+        "from the code, or check that the committed ones are current.",
+    )
+    p.add_argument("action", choices=["export", "check"])
+    p.set_defaults(handler=cmd_schemas)
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from iwd_stream.demo import run_demo
+
+    return run_demo(settings, speed=args.speed, employees=args.employees, keep_running=args.keep)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "demo",
+        help="the demo: real ServiceNow incidents through the whole engine, with a live view",
+        description="Obtain Kafka, start a worker and simulated employees, replay the bundled "
+        "ServiceNow incident log, show the Universal Queue live (terminal and web page) and end "
+        "with a summary. Leaves nothing running.",
+    )
+    p.add_argument("--speed", type=float, default=20000.0, help="replay time compression")
+    p.add_argument("--employees", type=int, default=24, help="simulated employees")
+    p.add_argument(
+        "--keep", type=float, default=0.0, help="keep the web view up this many seconds at the end"
+    )
+    p.set_defaults(handler=cmd_demo)
+
+
 # --- parser ------------------------------------------------------------------------------------
 
 
@@ -198,6 +416,12 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], 
     _add_kafka,
     _add_topics,
     _add_worker,
+    _add_replay,
+    _add_capture_api,
+    _add_simulate,
+    _add_connect_kafka,
+    _add_schemas,
+    _add_demo,
 ]
 
 

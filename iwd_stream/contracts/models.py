@@ -306,8 +306,9 @@ class AssignmentResponse(Contract):
 
 class HistoryOutcome(StrEnum):
     APPLIED = "applied"
-    DUPLICATE = "duplicate"
-    STALE = "stale"
+    DUPLICATE = "duplicate"  # the same event_id again
+    STALE = "stale"  # older than what already set every field it carries
+    UNCHANGED = "unchanged"  # in order, but carries nothing new (e.g. a no-change source row)
     REJECTED = "rejected"
 
 

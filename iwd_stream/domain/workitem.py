@@ -151,6 +151,13 @@ def stamp_of(event: LifecycleEvent) -> int:
     return event.version if event.version is not None else to_us(event.occurred_at)
 
 
+def _latest_stamp(item: WorkItem, *, versioned: bool) -> int | None:
+    """Return the newest stamp the item has seen from its source (version or occurred_at)."""
+    if versioned:
+        return item.last_version
+    return to_us(item.last_occurred_at) if item.last_occurred_at is not None else None
+
+
 def queue_entry(item: WorkItem, queue: str, seq: int) -> QueueEntry:
     """Build the queue entry the queues stage keeps for ``item`` in ``queue``.
 
@@ -539,9 +546,15 @@ def _apply_source(
         nxt = nxt.model_copy(update=upd)
 
     if not created and not changed and not claim_applied and rejection is None:
+        latest = _latest_stamp(cur, versioned=event.version is not None)
+        if latest is not None and stamp < latest:
+            return _not_applied(
+                cur, event.event_id, etype, HistoryOutcome.STALE, event.occurred_at, now,
+                f"{etype} (stamp {stamp}) is superseded: newer events already set what it carries",
+            )
         return _not_applied(
-            cur, event.event_id, etype, HistoryOutcome.STALE, event.occurred_at, now,
-            f"{etype} (stamp {stamp}) is superseded: newer events already set what it carries",
+            cur, event.event_id, etype, HistoryOutcome.UNCHANGED, event.occurred_at, now,
+            f"{etype} (stamp {stamp}) carries nothing new",
         )
 
     release: str | None = None

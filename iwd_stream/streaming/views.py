@@ -7,6 +7,7 @@ owner of the key's partition), so any worker answers any question.
 from __future__ import annotations
 
 import asyncio
+from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -49,6 +50,13 @@ def register_views(engine: Engine, items_table: Any, queue_table: Any) -> None:
             )
             response.headers["Retry-After"] = "2"
             return response
+
+    page = (resources.files("iwd_stream") / "web" / "index.html").read_bytes()
+
+    @app.page("/ui")
+    class Ui(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(page, content_type="text/html")
 
     @app.page("/ready")
     class Ready(View):

@@ -139,11 +139,15 @@ class WorkitemsProcessor:
         assert outcome.item is not None
         if (
             outcome.result is HistoryOutcome.REJECTED
-            and is_source
             and outcome.rejection is not None
+            and isinstance(message, LifecycleEvent)
+            and is_source
+            and message.type is not EventType.UPDATE
         ):
-            # A source event the lifecycle refuses (e.g. update after completion) is bad input
-            # from that source: recorded in the item's history and kept in the dead letters.
+            # A lifecycle transition the state machine refuses (hold of a completed item,
+            # resume of an active one) is bad input from that source: recorded in the item's
+            # history and kept in the dead letters. An update of a finished item is not: sources
+            # such as ServiceNow keep editing resolved records; the history records it, ignored.
             self._reject_input(
                 origin, outcome.rejection.value, outcome.history[-1].reason or "", now, result
             )

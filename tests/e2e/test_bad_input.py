@@ -55,7 +55,7 @@ def test_ten_kinds_of_bad_input_are_dead_lettered_and_valid_events_go_on(engine)
         "update_before_create": (item_key("acme", "B8"), _raw(capture_id="B8", type="update")),
         "after_final": (
             item_key("acme", "F1"),
-            _raw(capture_id="F1", type="update", version=3, event_id="late"),
+            _raw(capture_id="F1", type="hold", version=3, event_id="late"),
         ),
         "future_schema": (item_key("acme", "B10"), _raw(capture_id="B10", schema_version=99)),
     }

@@ -20,6 +20,7 @@ from iwd_stream.domain import SEEN_EVENT_IDS
 from iwd_stream.domain.workitem import Rejection
 
 A, D, R, U = HistoryOutcome.APPLIED, HistoryOutcome.DUPLICATE, HistoryOutcome.REJECTED, HistoryOutcome.STALE
+N = HistoryOutcome.UNCHANGED
 ENQ, UPD, REM = QueueCommandOp.ENQUEUE, QueueCommandOp.UPDATE, QueueCommandOp.REMOVE
 
 
@@ -95,6 +96,9 @@ CASES: list[tuple[str, list[Any], Any, HistoryOutcome, Status, AssignmentState, 
      AssignmentState.NONE, []),
     ("older unversioned event", [ev("create", at=T0, category="billing"), ev("update", at=T0 + timedelta(1), priority=9)],
      ev("update", at=T0 + timedelta(hours=1), priority=3), U, Status.QUEUED, AssignmentState.NONE, []),
+    ("newer version with no fields", queued(), ev("update", 2), N, Status.QUEUED, AssignmentState.NONE, []),
+    ("same version, nothing new", [*queued(), ev("update", 2, priority=9)], ev("update", 2), N, Status.QUEUED,
+     AssignmentState.NONE, []),
 ]
 
 
@@ -114,7 +118,7 @@ def test_transition(before: list[Any], event: Any, outcome: HistoryOutcome, stat
     assert [c.op for c in out.commands] == ops
     assert out.history and all(h.outcome is outcome for h in out.history)
     assert out.history[-1].to_status is status
-    if outcome in (D, U):
+    if outcome in (D, U, N):
         assert not out.changed and out.item == item
     else:
         assert out.item.seq == (item.seq if item else 0) + len(out.history)
