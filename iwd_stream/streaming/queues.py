@@ -29,7 +29,7 @@ from iwd_stream.contracts import (
     item_key,
     queue_key,
 )
-from iwd_stream.domain.dispatch import dispatch, select
+from iwd_stream.domain.dispatch import dispatch, offers_wanted, select, skip_reason
 from iwd_stream.domain.queue import Change, QueueIndex, Slot, capacity_from_offer
 from iwd_stream.domain.rules import RuleBook
 from iwd_stream.domain.workitem import assigned_event, released_event, sla_event
@@ -41,6 +41,14 @@ from iwd_stream.topics import TopicNames
 
 STAGE = "queues"
 MAX_REMEMBERED_CAPACITY = 100_000
+
+
+CAPACITY_PREFIX = b"\x00capacity/"
+
+
+def capacity_key(cap: Capacity) -> bytes:
+    """Key of a standing capacity in the ``queue_entries`` table (never a valid entry key)."""
+    return CAPACITY_PREFIX + f"{cap.tenant}/{cap.queue}/{cap.capacity_id}".encode()
 
 
 def table_key(tenant: str, queue: str, capture_id: str) -> bytes:
@@ -72,6 +80,9 @@ class QueuesProcessor:
         # capacity_id -> offers it made, to recognise a capacity message replayed after a crash
         # without scanning the queue. Bounded; an entry is re-checked against the index on use.
         self.offers_by_capacity: OrderedDict[str, list[tuple[str, str]]] = OrderedDict()
+        # Capacity that found no eligible item waits here (oldest first) for the next item
+        # that becomes eligible: a routing consumer says "I can take work" once, not in a loop.
+        self.standing: dict[str, dict[str, Capacity]] = {}
         self._built = False
 
     # --- index maintenance -------------------------------------------------------------------
@@ -109,9 +120,17 @@ class QueuesProcessor:
         self.indexes.clear()
         self.by_partition.clear()
         self.offers_by_capacity.clear()
+        self.standing.clear()
         result = Result()
-        for _key, raw in items:
+        for key, raw in items:
             if raw is None:
+                continue
+            if bytes(key).startswith(CAPACITY_PREFIX):
+                cap = Capacity.model_validate_json(raw)
+                qkey = queue_key(cap.tenant, cap.queue)
+                if murmur2_partition(qkey.encode(), self.partitions) in active_partitions:
+                    self._index(cap.tenant, cap.queue)
+                    self.standing.setdefault(qkey, {})[cap.capacity_id] = cap
                 continue
             entry = QueueEntry.model_validate_json(raw)
             qkey = queue_key(entry.tenant, entry.queue)
@@ -169,6 +188,8 @@ class QueuesProcessor:
             )
         if change is not None:
             self._on_change(change, now, result)
+        if outcome.changed and outcome.entry is not None:
+            self._feed_standing(index, outcome.entry, now, result)
         if outcome.freed is not None:
             # The offer was revoked (the item ended or moved while offered): tell the routing
             # consumer, then give the freed capacity of that resource to the next eligible item.
@@ -177,8 +198,9 @@ class QueuesProcessor:
             result.outputs.append(
                 self._revoked_notice(cmd, freed.assignment_id, freed.resource_id, now)
             )
-            cap = capacity_from_offer(freed, cmd.tenant, cmd.queue, now)
-            self._dispatch(index, cap, now, result)
+            self._dispatch(
+                index, capacity_from_offer(freed, cmd.tenant, cmd.queue, now), now, result
+            )
 
     def _on_tick(self, tick: SlaTick, partition: int, result: Result) -> None:
         started = time.perf_counter()
@@ -209,6 +231,9 @@ class QueuesProcessor:
                 reason="no answer by the offer deadline",
             )
             result.outputs.append(self._event_output(event))
+            index = self.indexes.get(queue_key(entry.tenant, entry.queue))
+            if index is not None:
+                self._feed_standing(index, entry, now, result)
         if change.sla_before is not change.sla_after and change.sla_after is not SlaState.ON_TRACK:
             result.outputs.append(
                 self._event_output(sla_event(entry.tenant, entry.capture_id, change.sla_after, now))
@@ -231,12 +256,57 @@ class QueuesProcessor:
             for slot in replayed:
                 self._resend_offer(index, slot, cap, result)
             return
+        if cap.capacity_id in self.standing.get(queue_key(cap.tenant, cap.queue), {}):
+            return  # replayed, and already waiting for work
         self._dispatch(index, cap, now, result)
         self.metrics.dispatch_seconds.observe(time.perf_counter() - started)
 
-    def _dispatch(self, index: QueueIndex, cap: Capacity, now: datetime, result: Result) -> None:
+    def _feed_standing(
+        self, index: QueueIndex, entry: QueueEntry, now: datetime, result: Result
+    ) -> None:
+        """Offer an entry that just became eligible to the oldest standing capacity that fits.
+
+        A standing capacity found nothing eligible when it arrived or last looked, so an entry
+        that changed now is the best candidate it can have: exact order holds.
+        """
+        waiting = self.standing.get(queue_key(entry.tenant, entry.queue))
+        if not waiting:
+            return
+        for cap in list(waiting.values()):
+            current = index.get(entry.capture_id)
+            if current is None or current.offer is not None:
+                return
+            if skip_reason(current, cap.resource, now) is None:
+                self._dispatch(index, cap, now, result, standing=True)
+
+    def _dispatch(
+        self,
+        index: QueueIndex,
+        cap: Capacity,
+        now: datetime,
+        result: Result,
+        *,
+        standing: bool = False,
+    ) -> None:
+        """Offer the best eligible items for ``cap``; what stays unused stands for later items."""
         offer_timeout = self._offer_timeout(cap.tenant)
         out = dispatch(index, cap, now, offer_timeout)
+        left = offers_wanted(cap) - len(out.assignments)
+        waiting = self.standing.setdefault(queue_key(cap.tenant, cap.queue), {})
+        if left > 0 and (out.assignments or not standing):
+            rest = cap.model_copy(
+                update={
+                    "credits": left,
+                    "resource": cap.resource.model_copy(update={"slots": left})
+                    if cap.resource
+                    else None,
+                }
+            )
+            waiting[cap.capacity_id] = rest
+            result.writes.append((capacity_key(rest), rest.model_dump_json().encode()))
+        elif left <= 0 and cap.capacity_id in waiting:
+            del waiting[cap.capacity_id]
+            result.writes.append((capacity_key(cap), None))
         for change in out.changes:
             self._on_change(change, now, result)
         for entry in out.entries:
@@ -359,6 +429,9 @@ class QueuesProcessor:
                     "held": sum(1 for s in slots if s.entry.held),
                     "oldest_age_s": round((now - oldest).total_seconds(), 1) if oldest else 0.0,
                     "at_risk": sum(1 for s in slots if s.sla is SlaState.AT_RISK),
+                    "standing_capacity": sum(
+                        offers_wanted(c) for c in self.standing.get(qkey, {}).values()
+                    ),
                     "breached": sum(
                         1 for s in slots if s.sla in (SlaState.BREACHED, SlaState.EXPIRED)
                     ),

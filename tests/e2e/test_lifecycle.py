@@ -55,3 +55,27 @@ def test_create_offer_accept_complete_with_history(engine):
     # The accepted item left the queue; the queue is empty again.
     top = worker.get("/api/queues/acme/q1?top=5")
     assert top["depth"] == 0
+
+
+def test_capacity_that_arrives_before_the_work_waits_for_it(engine):
+    worker = engine.worker().start()
+    assignments = engine.reader(engine.names.assignments)
+    engine.capacity("q2", resource=ResourceOffer(resource_id="r-fr", skills=["fr"]))
+    engine.capacity("q2", resource=ResourceOffer(resource_id="r-en", skills=["en"], slots=2), credits=2)
+    engine.wait_for(
+        lambda: any(s["standing_capacity"] == 3 for s in worker.get("/api/queues")["queues"]),
+        what="3 credits standing",
+    )
+    engine.event("create", "E1", fields={"queue": "q2", "skills": ["en"]}, version=1)
+    engine.event("create", "F1", fields={"queue": "q2", "skills": ["fr"]}, version=1)
+    engine.event("create", "E2", fields={"queue": "q2", "skills": ["en"]}, version=1)
+    engine.event("create", "E3", fields={"queue": "q2", "skills": ["en"]}, version=1)
+    engine.flush()
+    offers = assignments.wait(lambda vs: len(vs) >= 3)
+    assignments.poll(1.5)
+    got = {a["capture_id"]: a["resource_id"] for a in assignments.values()}
+    # Each standing credit is used once, by a matching item; the third "en" item waits.
+    assert got.pop("F1") == "r-fr", offers
+    assert len(got) == 2 and set(got.values()) == {"r-en"} and set(got) < {"E1", "E2", "E3"}
+    summary = next(s for s in worker.get("/api/queues")["queues"] if s["queue"] == "q2")
+    assert summary["standing_capacity"] == 0 and summary["offered"] == 3
