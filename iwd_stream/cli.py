@@ -18,6 +18,10 @@ from iwd_stream.settings import Settings
 Handler = Callable[[argparse.Namespace, Settings], int]
 
 
+def settings_debug() -> bool:
+    return Settings.debug_enabled()
+
+
 def _err(message: str) -> None:
     print(f"iwd-stream: error: {message}", file=sys.stderr)
 
@@ -445,6 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line; the traceback on request
+        if settings_debug():
+            raise
+        _err(f"unexpected {type(exc).__name__}: {exc} (set IWD_DEBUG=1 for the traceback)")
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ import contextlib
 import csv
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -87,6 +86,30 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
+def _source_events(text: str, outcome: str) -> int:
+    types = ("create", "update", "complete", "cancel", "hold", "resume", "restart")
+    return int(
+        sum(
+            _metric(text, "iwd_events_total", stage="workitems", type=t, outcome=outcome)
+            for t in types
+        )
+    )
+
+
+def _by_label(text: str, name: str, label: str) -> dict[str, int]:
+    out: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'{label}="' in line:
+            value = line.split(f'{label}="', 1)[1].split('"', 1)[0]
+            out[value] += int(float(line.rsplit(" ", 1)[1]))
+    return dict(out)
+
+
+def _mean(text: str, name: str, **labels: str) -> float:
+    count = _metric(text, name + "_count", **labels)
+    return _metric(text, name + "_sum", **labels) / count if count else 0.0
+
+
 def _live_view(worker: WorkerProcess) -> str:
     """Render the top of every non-empty queue as a small table."""
     queues = [q for q in worker.get("/api/queues").get("queues", []) if q["depth"]]
@@ -120,7 +143,10 @@ def run_demo(
     """Run the demo to its summary; return the exit code."""
     path = builtin_data_file(DATA)
     facts = SourceFacts.read(path)
-    root = Path(tempfile.mkdtemp(prefix="iwd-demo-"))
+    # Under var/ (git-ignored): the worker's log stays there for a look after the run.
+    root = Path("var") / "demo"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
     stop = threading.Event()
     with obtain_kafka(settings, progress=say) as kafka:
         prefix = f"demo{datetime.now(UTC):%Y%m%d%H%M%S}"
@@ -188,23 +214,22 @@ def run_demo(
             summary = done["summary"]
             replay_s = time.monotonic() - replay_started
             processed = _wait_drained(worker)
-            pipeline_s = time.monotonic() - replay_started
             say("\n" + _live_view(worker) + "\n")
             if keep_running > 0:
                 say(f"web view stays up for {keep_running:.0f}s: {worker.url}/ui")
                 time.sleep(keep_running)
-            report = _summarise(worker, facts, summary, processed, replay_s, pipeline_s, stats)
+            report = _summarise(worker, facts, summary, processed, replay_s, stats)
         finally:
             stop.set()
             for t in threads:
                 t.join(15)
             worker.stop()
-            shutil.rmtree(root, ignore_errors=True)
-    _print_report(report)
+            shutil.rmtree(worker.data_dir, ignore_errors=True)
     out = Path("var")
     out.mkdir(exist_ok=True)
     (out / "demo-summary.json").write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
-    say("summary written to var/demo-summary.json; nothing left running")
+    _print_report(report)
+    say(f"summary in var/demo-summary.json, worker log in {worker.log_file}; nothing left running")
     return 0
 
 
@@ -214,7 +239,6 @@ def _summarise(
     summary: ReplaySummary,
     processed: float,
     replay_s: float,
-    pipeline_s: float,
     sim: Counter[str],
 ) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
@@ -249,14 +273,15 @@ def _summarise(
             "source_made_sla_share": round(made / len(facts.made_sla), 3),
         },
         "dead_lettered": int(_metric(metrics, "iwd_deadlettered_total")) + summary.dead_lettered,
-        "duplicates_recognised": int(
-            _metric(metrics, "iwd_events_total", stage="workitems", outcome="duplicate")
-        ),
-        "stale_recognised": int(
-            _metric(metrics, "iwd_events_total", stage="workitems", outcome="stale")
-        ),
-        "rejected_transitions": int(
-            _metric(metrics, "iwd_events_total", stage="workitems", outcome="rejected")
+        "dead_lettered_by_reason": _by_label(metrics, "iwd_deadlettered_total", "reason"),
+        # Counted over the source's own events (the engine's internal ones are not rows).
+        "duplicates_recognised": _source_events(metrics, "duplicate"),
+        "stale_recognised": _source_events(metrics, "stale"),
+        "unchanged_rows": _source_events(metrics, "unchanged"),
+        "updates_after_completion": int(
+            _metric(
+                metrics, "iwd_events_total", stage="workitems", type="update", outcome="rejected"
+            )
         ),
         "assignments": {
             "offered": int(_metric(metrics, "iwd_assignments_total", outcome="offered")),
@@ -267,15 +292,19 @@ def _summarise(
             "simulator": dict(sim),
         },
         "events_processed": int(processed),
+        "engine_ms_per_event": {
+            stage: round(1000 * _mean(metrics, "iwd_processing_seconds", stage=stage), 3)
+            for stage in ("workitems", "queues")
+        },
         "replay_seconds": round(replay_s, 1),
         "replay_events_per_s": round(summary.events_produced / replay_s, 1) if replay_s else None,
-        "pipeline_events_per_s": round(processed / pipeline_s, 1) if pipeline_s else None,
     }
 
 
 def _print_report(r: dict[str, Any]) -> None:
     sla = r["sla"]
     a = r["assignments"]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["dead_lettered_by_reason"].items()))
     rows = [
         ("incidents in the log", r["incidents_in_log"]),
         ("rows replayed / events produced", f"{r['rows_replayed']} / {r['events_produced']}"),
@@ -288,19 +317,22 @@ def _print_report(r: dict[str, Any]) -> None:
             f"{sla['attained']} vs {sla['breached']} ({_pct(sla['attained_share'])} attained)",
         ),
         ("the source's own made_sla share", _pct(sla["source_made_sla_share"])),
-        ("dead-lettered", r["dead_lettered"]),
+        ("dead-lettered (by reason)", f"{r['dead_lettered']} ({reasons})"),
         (
-            "duplicates / stale rows recognised",
-            f"{r['duplicates_recognised']} / {r['stale_recognised']}",
+            "source events: duplicate / stale / unchanged",
+            f"{r['duplicates_recognised']} / {r['stale_recognised']} / {r['unchanged_rows']}",
         ),
-        ("refused transitions (recorded)", r["rejected_transitions"]),
+        ("updates of finished items (recorded, ignored)", r["updates_after_completion"]),
         (
             "offers: made / accepted / declined / timed out / revoked",
             f"{a['offered']} / {a['accepted']} / {a['declined']} / {a['timed_out']} / {a['revoked']}",
         ),
         ("events processed by the engine", r["events_processed"]),
-        ("replay rate (events/s)", r["replay_events_per_s"]),
-        ("end-to-end rate incl. drain (events/s)", r["pipeline_events_per_s"]),
+        (
+            "engine time per event (workitems / queues)",
+            f"{r['engine_ms_per_event']['workitems']} ms / {r['engine_ms_per_event']['queues']} ms",
+        ),
+        ("replay pace, time-compressed (events/s)", r["replay_events_per_s"]),
     ]
     width = max(len(k) for k, _ in rows)
     print("\n=== iwd-stream demo summary " + "=" * 40)

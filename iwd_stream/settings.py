@@ -38,6 +38,12 @@ class Settings(BaseModel):
     log_level: str = "info"
     java_home: Path | None = None
 
+    @staticmethod
+    def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
+        """Return True when IWD_DEBUG asks for tracebacks instead of one-line errors."""
+        env = os.environ if env is None else env
+        return env.get("IWD_DEBUG", "").lower() in {"1", "true", "yes", "on"}
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read ``IWD_*`` (and ``KAFKA_BOOTSTRAP_SERVERS``, ``CI``, ``JAVA_HOME``) variables."""

@@ -60,7 +60,9 @@ def write_schemas(directory: Path = DEFAULT_DIR) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iwd_stream.contracts.export", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m iwd_stream.contracts.export", description=__doc__
+    )
     parser.add_argument("directory", nargs="?", type=Path, default=DEFAULT_DIR)
     parser.add_argument("--check", action="store_true", help="exit 1 when the schemas are stale")
     args = parser.parse_args(argv)

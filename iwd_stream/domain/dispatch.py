@@ -71,7 +71,11 @@ def skip_reason(entry: QueueEntry, resource: ResourceOffer | None, now: datetime
             return "excluded"
         if entry.skills and not set(entry.skills) <= set(resource.skills):
             return "skills"
-        if entry.media_type and resource.media_types and entry.media_type not in resource.media_types:
+        if (
+            entry.media_type
+            and resource.media_types
+            and entry.media_type not in resource.media_types
+        ):
             return "media"
     return None
 
@@ -108,7 +112,11 @@ def select(
         out.append(
             Assignment(
                 assignment_id=assignment_id(
-                    entry.tenant, entry.queue, entry.capture_id, entry.item_seq, capacity.capacity_id
+                    entry.tenant,
+                    entry.queue,
+                    entry.capture_id,
+                    entry.item_seq,
+                    capacity.capacity_id,
                 ),
                 capacity_id=capacity.capacity_id,
                 tenant=entry.tenant,
@@ -180,7 +188,15 @@ def dispatch(
         )
         entries.append(index.set_offer(a.capture_id, offer, now))
         events.append(
-            assigned_event(a.tenant, a.capture_id, a.assignment_id, a.queue, a.resource_id,
-                           a.offer_deadline, a.score, now)
+            assigned_event(
+                a.tenant,
+                a.capture_id,
+                a.assignment_id,
+                a.queue,
+                a.resource_id,
+                a.offer_deadline,
+                a.score,
+                now,
+            )
         )
     return DispatchResult(tuple(chosen), tuple(events), tuple(entries), tuple(changes))

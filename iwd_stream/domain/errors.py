@@ -28,7 +28,9 @@ class UnknownTenantError(IwdError):
 
     def __init__(self, tenant: str, known: list[str]) -> None:
         self.tenant = tenant
-        super().__init__(f"no rules loaded for tenant {tenant!r} (known: {', '.join(known) or 'none'})")
+        super().__init__(
+            f"no rules loaded for tenant {tenant!r} (known: {', '.join(known) or 'none'})"
+        )
 
 
 class UnknownCalendarError(IwdError):

@@ -252,7 +252,9 @@ def apply_command(existing: QueueEntry | None, cmd: QueueCommand) -> CommandResu
     (5, 'a1')
     """
     if existing is not None and cmd.item_seq < existing.item_seq:
-        return CommandResult(existing, False, ignored=f"stale command (seq {cmd.item_seq} < {existing.item_seq})")
+        return CommandResult(
+            existing, False, ignored=f"stale command (seq {cmd.item_seq} < {existing.item_seq})"
+        )
     offer = existing.offer if existing is not None else None
     named = offer is not None and cmd.release_assignment_id == offer.assignment_id
     if cmd.op is QueueCommandOp.REMOVE:
@@ -275,10 +277,24 @@ def apply_command(existing: QueueEntry | None, cmd: QueueCommand) -> CommandResu
     return CommandResult(new, new != existing, freed)
 
 
+RETURNED = ":returned:"
+
+
 def capacity_from_offer(offer: Offer, tenant: str, queue: str, now: datetime) -> Capacity:
-    """Return the capacity a revoked offer gives back (same resource, one credit)."""
+    """Return the capacity a revoked offer gives back (same resource, one credit).
+
+    The id names the capacity the routing consumer published and the offer that returned it,
+    so it stays bounded however often the same credit is returned again:
+
+    >>> from datetime import UTC
+    >>> t = datetime(2024, 1, 1, tzinfo=UTC)
+    >>> o = Offer(assignment_id="a2", capacity_id="r1:7:returned:a1", offered_at=t, offer_deadline=t)
+    >>> capacity_from_offer(o, "t", "q", t).capacity_id
+    'r1:7:returned:a2'
+    """
+    published = offer.capacity_id.split(RETURNED, 1)[0]
     return Capacity(
-        capacity_id=f"{offer.capacity_id}:returned:{offer.assignment_id}",
+        capacity_id=f"{published}{RETURNED}{offer.assignment_id}",
         tenant=tenant,
         queue=queue,
         credits=1,
@@ -457,7 +473,9 @@ class QueueIndex:
                 excluded = list(slot.entry.excluded_resources)
                 if offer.resource_id and offer.resource_id not in excluded:
                     excluded.append(offer.resource_id)
-                entry = slot.entry.model_copy(update={"offer": None, "excluded_resources": excluded})
+                entry = slot.entry.model_copy(
+                    update={"offer": None, "excluded_resources": excluded}
+                )
                 self._unplace(slot)
                 slot.entry = entry
                 slot.scorable.entry = entry

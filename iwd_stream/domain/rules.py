@@ -237,7 +237,9 @@ class Condition:
             ops = []
             for op, arg in spec.items():
                 if op not in _OPERATORS:
-                    raise _Problem(str(op), f"unknown operator {op!r} (use {', '.join(_OPERATORS)})")
+                    raise _Problem(
+                        str(op), f"unknown operator {op!r} (use {', '.join(_OPERATORS)})"
+                    )
                 ops.append((op, cls._arg(op, arg)))
         else:
             ops = [("equals", spec)]
@@ -631,7 +633,9 @@ def _compile_rules(
                     f"cannot set {key!r} here (allowed: {', '.join(sorted(allowed))})",
                 )
             outputs[key] = _compile_output(key, spec, _join(_join(at, "set"), key), calendars)
-        rules.append(Rule(doc.name, _compile_when(doc.when, _join(at, "when")), outputs, doc.override))
+        rules.append(
+            Rule(doc.name, _compile_when(doc.when, _join(at, "when")), outputs, doc.override)
+        )
     return tuple(rules)
 
 
@@ -653,7 +657,8 @@ def _compile(doc: RulesDoc, file: str) -> TenantRules:
             raise _Problem(_join("calendars", name), str(exc)) from None
     if doc.defaults.calendar is not None and doc.defaults.calendar not in calendars:
         raise _Problem(
-            "defaults.calendar", f"calendar {doc.defaults.calendar!r} is not defined under 'calendars'"
+            "defaults.calendar",
+            f"calendar {doc.defaults.calendar!r} is not defined under 'calendars'",
         )
     stages = tuple(
         (label, _compile_rules(docs, f"classification.{label}", _CLASSIFY_OUTPUTS, calendars))
@@ -708,7 +713,11 @@ def _compile(doc: RulesDoc, file: str) -> TenantRules:
         reprioritization=tuple(reprio),
         sla=tuple(sla),
         weights=Weights(
-            o.priority_weight, o.business_value_weight, o.age_per_hour, o.at_risk_bonus, o.breached_bonus
+            o.priority_weight,
+            o.business_value_weight,
+            o.age_per_hour,
+            o.at_risk_bonus,
+            o.breached_bonus,
         ),
         offer_timeout=timeout,
     )
@@ -736,7 +745,9 @@ def parse_rules(text: str, file: str = "<rules>") -> TenantRules:
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         raise RulesError(file, where, f"not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
-        raise RulesError(file, "", "a rules document is a mapping (rules_version, classification, ...)")
+        raise RulesError(
+            file, "", "a rules document is a mapping (rules_version, classification, ...)"
+        )
     try:
         doc = RulesDoc.model_validate(data)
     except ValidationError as exc:
@@ -769,7 +780,11 @@ def load_bundled_rules(name: str) -> TenantRules:
     """Load one of the rule sets shipped in ``iwd_stream/rules`` (``servicenow``, ``nyc311``)."""
     ref = resources.files("iwd_stream") / "rules" / f"{name}.yaml"
     if not ref.is_file():
-        raise RulesError(f"iwd_stream/rules/{name}.yaml", "", f"no bundled rules named {name!r} (have: {', '.join(BUNDLED)})")
+        raise RulesError(
+            f"iwd_stream/rules/{name}.yaml",
+            "",
+            f"no bundled rules named {name!r} (have: {', '.join(BUNDLED)})",
+        )
     return parse_rules(ref.read_text(encoding="utf-8"), f"iwd_stream/rules/{name}.yaml")
 
 

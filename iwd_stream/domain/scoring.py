@@ -207,7 +207,9 @@ class Scorable:
         policy: Reprioritization | None = None,
     ) -> None:
         self.entry = entry
-        self.policy = policy if policy is not None else Reprioritization.from_dict(entry.reprioritization)
+        self.policy = (
+            policy if policy is not None else Reprioritization.from_dict(entry.reprioritization)
+        )
         self.calendar = calendar
         self.created_us = to_us(entry.created_at)
         self.due_us = to_us(entry.due_at) if entry.due_at is not None else _NO_DUE
@@ -341,11 +343,23 @@ def score_scorable(item: Scorable, now: datetime, weights: Weights = DEFAULT_WEI
     # Built without re-validation: names are ours, values are floats, details are strings.
     terms = (
         build(ScoreTerm, {"name": "priority", "value": weights.priority_weight * p, "detail": why}),
-        build(ScoreTerm, {"name": "business_value", "value": weights.business_value_weight * bv,
-                          "detail": f"{bv} x {weights.business_value_weight}"}),
+        build(
+            ScoreTerm,
+            {
+                "name": "business_value",
+                "value": weights.business_value_weight * bv,
+                "detail": f"{bv} x {weights.business_value_weight}",
+            },
+        ),
         build(ScoreTerm, {"name": "sla", "value": bonus, "detail": sla.value}),
-        build(ScoreTerm, {"name": "age", "value": weights.age_per_hour * age_h,
-                          "detail": f"{age_h:.2f} h x {weights.age_per_hour}/h"}),
+        build(
+            ScoreTerm,
+            {
+                "name": "age",
+                "value": weights.age_per_hour * age_h,
+                "detail": f"{age_h:.2f} h x {weights.age_per_hour}/h",
+            },
+        ),
     )
     return Score(
         value=round(sum(t.value for t in terms), 6),

@@ -210,22 +210,25 @@ def _record(
     reason: str | None = None,
     detail: Mapping[str, AttrValue] | None = None,
 ) -> HistoryRecord:
-    return build(HistoryRecord, dict(
-        schema_version=1,
-        tenant=item.tenant,
-        capture_id=item.capture_id,
-        seq=seq,
-        event_id=event_id,
-        event_type=event_type,
-        outcome=outcome,
-        from_status=from_status,
-        to_status=to_status,
-        assignment_state=assignment_state,
-        at=at,
-        recorded_at=now,
-        reason=reason,
-        detail=dict(detail or {}),
-    ))
+    return build(
+        HistoryRecord,
+        dict(
+            schema_version=1,
+            tenant=item.tenant,
+            capture_id=item.capture_id,
+            seq=seq,
+            event_id=event_id,
+            event_type=event_type,
+            outcome=outcome,
+            from_status=from_status,
+            to_status=to_status,
+            assignment_state=assignment_state,
+            at=at,
+            recorded_at=now,
+            reason=reason,
+            detail=dict(detail or {}),
+        ),
+    )
 
 
 def _not_applied(
@@ -238,9 +241,17 @@ def _not_applied(
     reason: str,
 ) -> Outcome:
     rec = _record(
-        item, event_id, event_type, outcome, item.seq, at, now,
-        from_status=item.status, to_status=item.status,
-        assignment_state=item.assignment_state, reason=reason,
+        item,
+        event_id,
+        event_type,
+        outcome,
+        item.seq,
+        at,
+        now,
+        from_status=item.status,
+        to_status=item.status,
+        assignment_state=item.assignment_state,
+        reason=reason,
     )
     return Outcome(item, outcome, (rec,), (), False)
 
@@ -261,21 +272,24 @@ def _command(
     release: str | None = None,
     return_capacity: bool = False,
 ) -> QueueCommand:
-    return build(QueueCommand, dict(
-        schema_version=1,
-        op=op,
-        # Deterministic: a replayed event re-sends the same command id, so it can be de-duplicated.
-        command_id=f"{item_key(item.tenant, item.capture_id)}:{seq}:{op.value}:{queue}",
-        tenant=item.tenant,
-        queue=queue,
-        capture_id=item.capture_id,
-        item_seq=seq,
-        entry=entry,
-        reason=reason,
-        issued_at=now,
-        release_assignment_id=release,
-        return_capacity=return_capacity,
-    ))
+    return build(
+        QueueCommand,
+        dict(
+            schema_version=1,
+            op=op,
+            # Deterministic: a replayed event re-sends the same command id, so it can be de-duplicated.
+            command_id=f"{item_key(item.tenant, item.capture_id)}:{seq}:{op.value}:{queue}",
+            tenant=item.tenant,
+            queue=queue,
+            capture_id=item.capture_id,
+            item_seq=seq,
+            entry=entry,
+            reason=reason,
+            issued_at=now,
+            release_assignment_id=release,
+            return_capacity=return_capacity,
+        ),
+    )
 
 
 def _merge_fields(
@@ -361,7 +375,9 @@ def _revoke(item: WorkItem, keep_accepted: bool = False) -> tuple[WorkItem, str 
         return item, None
     released = item.assignment_id if item.assignment_state is AssignmentState.OFFERED else None
     return (
-        item.model_copy(update={"assignment_state": AssignmentState.REVOKED, "offer_deadline": None}),
+        item.model_copy(
+            update={"assignment_state": AssignmentState.REVOKED, "offer_deadline": None}
+        ),
         released,
     )
 
@@ -380,23 +396,47 @@ def _sync_queue(
     commands: list[QueueCommand] = []
     if have is not None and have != want:
         commands.append(
-            _command(new, QueueCommandOp.REMOVE, have, seq, now, reason=new.status.value,
-                     release=release, return_capacity=return_capacity)
+            _command(
+                new,
+                QueueCommandOp.REMOVE,
+                have,
+                seq,
+                now,
+                reason=new.status.value,
+                release=release,
+                return_capacity=return_capacity,
+            )
         )
         release = None
     if want is not None:
         if have != want:
             new = new.model_copy(update={"in_queue": want, "enqueued_at": now})
             commands.append(
-                _command(new, QueueCommandOp.ENQUEUE, want, seq, now, queue_entry(new, want, seq),
-                         release=release, return_capacity=return_capacity)
+                _command(
+                    new,
+                    QueueCommandOp.ENQUEUE,
+                    want,
+                    seq,
+                    now,
+                    queue_entry(new, want, seq),
+                    release=release,
+                    return_capacity=return_capacity,
+                )
             )
         else:
             entry = queue_entry(new, want, seq)
             if release is not None or entry != queue_entry(old, want, seq):
                 commands.append(
-                    _command(new, QueueCommandOp.UPDATE, want, seq, now, entry,
-                             release=release, return_capacity=return_capacity)
+                    _command(
+                        new,
+                        QueueCommandOp.UPDATE,
+                        want,
+                        seq,
+                        now,
+                        entry,
+                        release=release,
+                        return_capacity=return_capacity,
+                    )
                 )
     elif have is not None:
         new = new.model_copy(update={"in_queue": None})
@@ -429,15 +469,38 @@ def _finish(
     if via is not None:  # restart passes through `restarted` on its way back to new/queued
         seq += 1
         records.append(
-            _record(new, event_id, event_type, outcome, seq, at, now, from_status=from_status,
-                    to_status=via, assignment_state=new.assignment_state, reason=reason, detail=info)
+            _record(
+                new,
+                event_id,
+                event_type,
+                outcome,
+                seq,
+                at,
+                now,
+                from_status=from_status,
+                to_status=via,
+                assignment_state=new.assignment_state,
+                reason=reason,
+                detail=info,
+            )
         )
         from_status = via
     seq += 1
     records.append(
-        _record(new, event_id, event_type, outcome, seq, at, now, from_status=from_status,
-                to_status=new.status, assignment_state=new.assignment_state, reason=reason,
-                detail=info)
+        _record(
+            new,
+            event_id,
+            event_type,
+            outcome,
+            seq,
+            at,
+            now,
+            from_status=from_status,
+            to_status=new.status,
+            assignment_state=new.assignment_state,
+            reason=reason,
+            detail=info,
+        )
     )
     # Commands were built with the seq of the first record; the queues stage only needs order.
     final = new.model_copy(
@@ -451,41 +514,44 @@ def _finish(
 
 
 def _blank(event: LifecycleEvent, now: datetime) -> WorkItem:
-    return build(WorkItem, dict(
-        schema_version=1,
-        tenant=event.tenant,
-        capture_id=event.capture_id,
-        status=Status.NEW,
-        assignment_state=AssignmentState.NONE,
-        sla_state=SlaState.ON_TRACK,
-        claim=Claim.ACTIVE,
-        claim_stamp=None,
-        final_stamp=None,
-        source=_NO_FIELDS,
-        fields=_NO_FIELDS,
-        field_stamps={},
-        seen_event_ids=[],
-        last_version=None,
-        last_occurred_at=None,
-        seq=0,
-        excluded_resources=[],
-        assignment_id=None,
-        assignment_queue=None,
-        assigned_resource=None,
-        offer_deadline=None,
-        in_queue=None,
-        created_at=event.occurred_at,
-        first_seen_at=event.occurred_at,
-        updated_at=now,
-        enqueued_at=None,
-        restarted_at=None,
-        restarts=0,
-        rules_version=None,
-        matched_rules=[],
-        reprioritization={},
-        calendar=None,
-        reason=None,
-    ))
+    return build(
+        WorkItem,
+        dict(
+            schema_version=1,
+            tenant=event.tenant,
+            capture_id=event.capture_id,
+            status=Status.NEW,
+            assignment_state=AssignmentState.NONE,
+            sla_state=SlaState.ON_TRACK,
+            claim=Claim.ACTIVE,
+            claim_stamp=None,
+            final_stamp=None,
+            source=_NO_FIELDS,
+            fields=_NO_FIELDS,
+            field_stamps={},
+            seen_event_ids=[],
+            last_version=None,
+            last_occurred_at=None,
+            seq=0,
+            excluded_resources=[],
+            assignment_id=None,
+            assignment_queue=None,
+            assigned_resource=None,
+            offer_deadline=None,
+            in_queue=None,
+            created_at=event.occurred_at,
+            first_seen_at=event.occurred_at,
+            updated_at=now,
+            enqueued_at=None,
+            restarted_at=None,
+            restarts=0,
+            rules_version=None,
+            matched_rules=[],
+            reprioritization={},
+            calendar=None,
+            reason=None,
+        ),
+    )
 
 
 def _apply_source(
@@ -499,8 +565,15 @@ def _apply_source(
 
     if cur.claim is Claim.REJECTED or (cur.final_stamp is not None and stamp > cur.final_stamp):
         return _finish(
-            old, cur, event.event_id, etype, event.occurred_at, now, [],
-            outcome=HistoryOutcome.REJECTED, rejection=Rejection.ITEM_FINAL,
+            old,
+            cur,
+            event.event_id,
+            etype,
+            event.occurred_at,
+            now,
+            [],
+            outcome=HistoryOutcome.REJECTED,
+            rejection=Rejection.ITEM_FINAL,
             reason=f"{etype} after the item was {cur.status.value}",
         )
 
@@ -549,11 +622,21 @@ def _apply_source(
         latest = _latest_stamp(cur, versioned=event.version is not None)
         if latest is not None and stamp < latest:
             return _not_applied(
-                cur, event.event_id, etype, HistoryOutcome.STALE, event.occurred_at, now,
+                cur,
+                event.event_id,
+                etype,
+                HistoryOutcome.STALE,
+                event.occurred_at,
+                now,
                 f"{etype} (stamp {stamp}) is superseded: newer events already set what it carries",
             )
         return _not_applied(
-            cur, event.event_id, etype, HistoryOutcome.UNCHANGED, event.occurred_at, now,
+            cur,
+            event.event_id,
+            etype,
+            HistoryOutcome.UNCHANGED,
+            event.occurred_at,
+            now,
             f"{etype} (stamp {stamp}) carries nothing new",
         )
 
@@ -587,7 +670,11 @@ def _apply_source(
     nxt = nxt.model_copy(
         update={"status": derive_status(nxt.claim, nxt.fields.queue, nxt.assignment_state)}
     )
-    if nxt.status is not Status.ERROR_HELD and nxt.reason and nxt.reason.startswith("no classification"):
+    if (
+        nxt.status is not Status.ERROR_HELD
+        and nxt.reason
+        and nxt.reason.startswith("no classification")
+    ):
         nxt = nxt.model_copy(update={"reason": None})
     nxt, commands = _sync_queue(
         cur, nxt, cur.seq + 1, now, release=release, return_capacity=release is not None
@@ -602,9 +689,17 @@ def _apply_source(
     if nxt.status is Status.ERROR_HELD:
         reason = reason or nxt.reason
     return _finish(
-        old, nxt, event.event_id, etype, event.occurred_at, now, commands,
+        old,
+        nxt,
+        event.event_id,
+        etype,
+        event.occurred_at,
+        now,
+        commands,
         outcome=HistoryOutcome.REJECTED if rejection else HistoryOutcome.APPLIED,
-        rejection=rejection, reason=reason, detail=detail,
+        rejection=rejection,
+        reason=reason,
+        detail=detail,
         via=Status.RESTARTED if restarted else None,
     )
 
@@ -624,8 +719,16 @@ def _reject_engine(
     commands: list[QueueCommand] | None = None,
 ) -> Outcome:
     return _finish(
-        item, item, event_id, etype, at, now, commands or [],
-        outcome=HistoryOutcome.REJECTED, rejection=rejection, reason=reason,
+        item,
+        item,
+        event_id,
+        etype,
+        at,
+        now,
+        commands or [],
+        outcome=HistoryOutcome.REJECTED,
+        rejection=rejection,
+        reason=reason,
     )
 
 
@@ -634,23 +737,44 @@ def _apply_assigned(item: WorkItem, event: LifecycleEvent, now: datetime) -> Out
     etype = event.type.value
     assert ref is not None
     if item.assignment_id == ref.assignment_id and item.assignment_state in _LIVE:
-        return _not_applied(item, event.event_id, etype, HistoryOutcome.DUPLICATE,
-                            event.occurred_at, now, f"offer {ref.assignment_id} is already recorded")
+        return _not_applied(
+            item,
+            event.event_id,
+            etype,
+            HistoryOutcome.DUPLICATE,
+            event.occurred_at,
+            now,
+            f"offer {ref.assignment_id} is already recorded",
+        )
     problem: tuple[Rejection, str] | None = None
     if item.status is not Status.QUEUED:
         problem = (Rejection.NOT_QUEUED, f"offer {ref.assignment_id}: item is {item.status.value}")
     elif item.in_queue != ref.queue:
-        problem = (Rejection.WRONG_QUEUE, f"offer {ref.assignment_id} from {ref.queue}; item is in {item.in_queue}")
+        problem = (
+            Rejection.WRONG_QUEUE,
+            f"offer {ref.assignment_id} from {ref.queue}; item is in {item.in_queue}",
+        )
     if problem is not None:
         commands = []
         if item.in_queue == ref.queue and item.in_queue is not None:
             # The entry still carries this offer: release it and give the capacity back.
             entry = queue_entry(item, item.in_queue, item.seq + 1)
             commands.append(
-                _command(item, QueueCommandOp.UPDATE, item.in_queue, item.seq + 1, now, entry,
-                         reason=problem[0].value, release=ref.assignment_id, return_capacity=True)
+                _command(
+                    item,
+                    QueueCommandOp.UPDATE,
+                    item.in_queue,
+                    item.seq + 1,
+                    now,
+                    entry,
+                    reason=problem[0].value,
+                    release=ref.assignment_id,
+                    return_capacity=True,
+                )
             )
-        return _reject_engine(item, event.event_id, etype, event.occurred_at, now, *problem, commands)
+        return _reject_engine(
+            item, event.event_id, etype, event.occurred_at, now, *problem, commands
+        )
     nxt = item.model_copy(
         update={
             "assignment_state": AssignmentState.OFFERED,
@@ -661,8 +785,16 @@ def _apply_assigned(item: WorkItem, event: LifecycleEvent, now: datetime) -> Out
             "status": Status.ASSIGNED,
         }
     )
-    return _finish(item, nxt, event.event_id, etype, event.occurred_at, now, [],
-                   detail={"assignment_id": ref.assignment_id, "resource_id": ref.resource_id})
+    return _finish(
+        item,
+        nxt,
+        event.event_id,
+        etype,
+        event.occurred_at,
+        now,
+        [],
+        detail={"assignment_id": ref.assignment_id, "resource_id": ref.resource_id},
+    )
 
 
 def _release(
@@ -681,7 +813,12 @@ def _release(
     """End the live offer ``assignment_id``: accepted (remove from queue) or released (requeue)."""
     if item.assignment_id != assignment_id or item.assignment_state is not AssignmentState.OFFERED:
         return _reject_engine(
-            item, event_id, etype, at, now, Rejection.OFFER_NOT_LIVE,
+            item,
+            event_id,
+            etype,
+            at,
+            now,
+            Rejection.OFFER_NOT_LIVE,
             f"{etype}: offer {assignment_id} is not the live offer "
             f"(live: {item.assignment_id if item.assignment_state is AssignmentState.OFFERED else 'none'})",
         )
@@ -692,24 +829,49 @@ def _release(
     nxt = item.model_copy(update=update)
     nxt = nxt.model_copy(update={"status": derive_status(nxt.claim, nxt.fields.queue, state)})
     nxt, commands = _sync_queue(item, nxt, item.seq + 1, now, release=assignment_id)
-    return _finish(item, nxt, event_id, etype, at, now, commands, reason=reason,
-                   detail={"assignment_id": assignment_id, "resource_id": resource})
+    return _finish(
+        item,
+        nxt,
+        event_id,
+        etype,
+        at,
+        now,
+        commands,
+        reason=reason,
+        detail={"assignment_id": assignment_id, "resource_id": resource},
+    )
 
 
-_RELEASE_STATES = frozenset({AssignmentState.DECLINED, AssignmentState.TIMED_OUT, AssignmentState.REVOKED})
+_RELEASE_STATES = frozenset(
+    {AssignmentState.DECLINED, AssignmentState.TIMED_OUT, AssignmentState.REVOKED}
+)
 
 
 def _apply_sla(item: WorkItem, event: LifecycleEvent, now: datetime) -> Outcome:
     etype = event.type.value
     if item.status in FINAL_STATUSES:
-        return _reject_engine(item, event.event_id, etype, event.occurred_at, now,
-                              Rejection.ITEM_FINAL, f"sla: item is {item.status.value}")
+        return _reject_engine(
+            item,
+            event.event_id,
+            etype,
+            event.occurred_at,
+            now,
+            Rejection.ITEM_FINAL,
+            f"sla: item is {item.status.value}",
+        )
     policy = Reprioritization.from_dict(item.reprioritization)
     # The item's own fields decide: an update may have moved due/expiry since the tick was sent.
     state = sla_state(item.fields.due_at, item.fields.expire_at, policy.at_risk, event.occurred_at)
     if state is item.sla_state:
-        return _not_applied(item, event.event_id, etype, HistoryOutcome.STALE, event.occurred_at,
-                            now, f"sla is already {state.value}")
+        return _not_applied(
+            item,
+            event.event_id,
+            etype,
+            HistoryOutcome.UNCHANGED,
+            event.occurred_at,
+            now,
+            f"sla is already {state.value}",
+        )
     nxt = item.model_copy(update={"sla_state": state})
     commands: list[QueueCommand] = []
     release = None
@@ -717,32 +879,83 @@ def _apply_sla(item: WorkItem, event: LifecycleEvent, now: datetime) -> Outcome:
         nxt, release = _revoke(nxt)
         nxt = nxt.model_copy(update={"claim": Claim.REJECTED, "reason": "expired"})
         nxt = nxt.model_copy(update={"status": Status.REJECTED})
-        nxt, commands = _sync_queue(item, nxt, item.seq + 1, now, release=release,
-                                    return_capacity=release is not None)
+        nxt, commands = _sync_queue(
+            item, nxt, item.seq + 1, now, release=release, return_capacity=release is not None
+        )
     detail: dict[str, AttrValue] = {"sla_state": state.value}
     if event.sla_state is not None and event.sla_state is not state:
         detail["reported"] = event.sla_state.value
-    return _finish(item, nxt, event.event_id, etype, event.occurred_at, now, commands,
-                   reason="expired" if state is SlaState.EXPIRED else None, detail=detail)
+    return _finish(
+        item,
+        nxt,
+        event.event_id,
+        etype,
+        event.occurred_at,
+        now,
+        commands,
+        reason="expired" if state is SlaState.EXPIRED else None,
+        detail=detail,
+    )
 
 
 def _apply_response(item: WorkItem | None, resp: AssignmentResponse, now: datetime) -> Outcome:
     etype = f"response.{resp.outcome.value}"
     if item is None:
         ghost = _ghost(resp.tenant, resp.capture_id, resp.occurred_at, now)
-        rec = _record(ghost, resp.response_id, etype, HistoryOutcome.REJECTED, 0, resp.occurred_at,
-                      now, from_status=None, to_status=None, assignment_state=AssignmentState.NONE,
-                      reason=f"no item {resp.capture_id}", detail={"rejection": Rejection.UNKNOWN_ITEM.value})
+        rec = _record(
+            ghost,
+            resp.response_id,
+            etype,
+            HistoryOutcome.REJECTED,
+            0,
+            resp.occurred_at,
+            now,
+            from_status=None,
+            to_status=None,
+            assignment_state=AssignmentState.NONE,
+            reason=f"no item {resp.capture_id}",
+            detail={"rejection": Rejection.UNKNOWN_ITEM.value},
+        )
         return Outcome(None, HistoryOutcome.REJECTED, (rec,), (), False, Rejection.UNKNOWN_ITEM)
     if resp.response_id in item.seen_event_ids:
-        return _not_applied(item, resp.response_id, etype, HistoryOutcome.DUPLICATE,
-                            resp.occurred_at, now, "response already applied")
+        return _not_applied(
+            item,
+            resp.response_id,
+            etype,
+            HistoryOutcome.DUPLICATE,
+            resp.occurred_at,
+            now,
+            "response already applied",
+        )
     if resp.outcome is ResponseOutcome.ACCEPTED:
-        return _release(item, resp.assignment_id, AssignmentState.ACCEPTED, resp.resource_id,
-                        resp.response_id, etype, resp.occurred_at, now, resp.reason, remove=True)
-    state = AssignmentState.DECLINED if resp.outcome is ResponseOutcome.DECLINED else AssignmentState.TIMED_OUT
-    return _release(item, resp.assignment_id, state, resp.resource_id, resp.response_id, etype,
-                    resp.occurred_at, now, resp.reason)
+        return _release(
+            item,
+            resp.assignment_id,
+            AssignmentState.ACCEPTED,
+            resp.resource_id,
+            resp.response_id,
+            etype,
+            resp.occurred_at,
+            now,
+            resp.reason,
+            remove=True,
+        )
+    state = (
+        AssignmentState.DECLINED
+        if resp.outcome is ResponseOutcome.DECLINED
+        else AssignmentState.TIMED_OUT
+    )
+    return _release(
+        item,
+        resp.assignment_id,
+        state,
+        resp.resource_id,
+        resp.response_id,
+        etype,
+        resp.occurred_at,
+        now,
+        resp.reason,
+    )
 
 
 def _ghost(tenant: str, capture_id: str, at: datetime, now: datetime) -> WorkItem:
@@ -782,46 +995,105 @@ def apply(
     """
     if isinstance(event, AssignmentResponse):
         if item is not None and item.tenant != event.tenant:
-            return _reject_engine(item, event.response_id, "response", event.occurred_at, now,
-                                  Rejection.TENANT_MISMATCH, f"response for tenant {event.tenant}")
+            return _reject_engine(
+                item,
+                event.response_id,
+                "response",
+                event.occurred_at,
+                now,
+                Rejection.TENANT_MISMATCH,
+                f"response for tenant {event.tenant}",
+            )
         return _apply_response(item, event, now)
     etype = event.type.value
     if item is not None:
         if item.tenant != event.tenant or item.capture_id != event.capture_id:
-            return _reject_engine(item, event.event_id, etype, event.occurred_at, now,
-                                  Rejection.TENANT_MISMATCH,
-                                  f"event for {event.key} applied to {item.key}")
+            return _reject_engine(
+                item,
+                event.event_id,
+                etype,
+                event.occurred_at,
+                now,
+                Rejection.TENANT_MISMATCH,
+                f"event for {event.key} applied to {item.key}",
+            )
         if event.event_id in item.seen_event_ids:
-            return _not_applied(item, event.event_id, etype, HistoryOutcome.DUPLICATE,
-                                event.occurred_at, now, f"event {event.event_id} already applied")
+            return _not_applied(
+                item,
+                event.event_id,
+                etype,
+                HistoryOutcome.DUPLICATE,
+                event.occurred_at,
+                now,
+                f"event {event.event_id} already applied",
+            )
     if event.type in _SOURCE:
         return _apply_source(item, event, rules, now)
     if item is None:
         ghost = _ghost(event.tenant, event.capture_id, event.occurred_at, now)
-        rec = _record(ghost, event.event_id, etype, HistoryOutcome.REJECTED, 0, event.occurred_at,
-                      now, from_status=None, to_status=None, assignment_state=AssignmentState.NONE,
-                      reason=f"{etype}: no item {event.capture_id}",
-                      detail={"rejection": Rejection.UNKNOWN_ITEM.value})
+        rec = _record(
+            ghost,
+            event.event_id,
+            etype,
+            HistoryOutcome.REJECTED,
+            0,
+            event.occurred_at,
+            now,
+            from_status=None,
+            to_status=None,
+            assignment_state=AssignmentState.NONE,
+            reason=f"{etype}: no item {event.capture_id}",
+            detail={"rejection": Rejection.UNKNOWN_ITEM.value},
+        )
         return Outcome(None, HistoryOutcome.REJECTED, (rec,), (), False, Rejection.UNKNOWN_ITEM)
     if event.type is EventType.ASSIGNED:
         if event.assignment is None or event.assignment.outcome is not AssignmentState.OFFERED:
-            return _reject_engine(item, event.event_id, etype, event.occurred_at, now,
-                                  Rejection.BAD_EVENT, "assigned needs an assignment with outcome offered")
+            return _reject_engine(
+                item,
+                event.event_id,
+                etype,
+                event.occurred_at,
+                now,
+                Rejection.BAD_EVENT,
+                "assigned needs an assignment with outcome offered",
+            )
         return _apply_assigned(item, event, now)
     if event.type is EventType.RELEASED:
         ref = event.assignment
         if ref is None or ref.outcome not in _RELEASE_STATES:
-            return _reject_engine(item, event.event_id, etype, event.occurred_at, now,
-                                  Rejection.BAD_EVENT,
-                                  "released needs an assignment with outcome declined, timed_out or revoked")
-        return _release(item, ref.assignment_id, ref.outcome, ref.resource_id, event.event_id,
-                        etype, event.occurred_at, now, event.reason)
+            return _reject_engine(
+                item,
+                event.event_id,
+                etype,
+                event.occurred_at,
+                now,
+                Rejection.BAD_EVENT,
+                "released needs an assignment with outcome declined, timed_out or revoked",
+            )
+        return _release(
+            item,
+            ref.assignment_id,
+            ref.outcome,
+            ref.resource_id,
+            event.event_id,
+            etype,
+            event.occurred_at,
+            now,
+            event.reason,
+        )
     return _apply_sla(item, event, now)
 
 
 _SOURCE = frozenset(
-    {EventType.CREATE, EventType.UPDATE, EventType.COMPLETE, EventType.CANCEL,
-     EventType.HOLD, EventType.RESUME, EventType.RESTART}
+    {
+        EventType.CREATE,
+        EventType.UPDATE,
+        EventType.COMPLETE,
+        EventType.CANCEL,
+        EventType.HOLD,
+        EventType.RESUME,
+        EventType.RESTART,
+    }
 )
 
 
@@ -844,8 +1116,12 @@ def assigned_event(
         source="iwd.queues",
         occurred_at=now,
         assignment=AssignmentRef(
-            assignment_id=assignment_id, queue=queue, resource_id=resource_id,
-            outcome=AssignmentState.OFFERED, offer_deadline=offer_deadline, score=score,
+            assignment_id=assignment_id,
+            queue=queue,
+            resource_id=resource_id,
+            outcome=AssignmentState.OFFERED,
+            offer_deadline=offer_deadline,
+            score=score,
         ),
     )
 

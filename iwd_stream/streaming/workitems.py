@@ -31,6 +31,7 @@ from iwd_stream.contracts import (
     LifecycleEvent,
     QueueCommand,
     SlaState,
+    Status,
     WorkItem,
     decode,
     encode,
@@ -57,6 +58,17 @@ class Origin(NamedTuple):
 
 
 HISTORY_TAIL = 100
+
+
+def _repeats_the_end(event: LifecycleEvent, item: WorkItem) -> bool:
+    """True when a final event asks for the final status the item already has.
+
+    Two parties may complete the same work (the source closes the incident, the employee
+    completes the task): the second is refused and recorded, but it is not bad input.
+    """
+    return (event.type is EventType.COMPLETE and item.status is Status.COMPLETED) or (
+        event.type is EventType.CANCEL and item.status is Status.CANCELED
+    )
 
 
 class WorkitemsProcessor:
@@ -143,6 +155,7 @@ class WorkitemsProcessor:
             and isinstance(message, LifecycleEvent)
             and is_source
             and message.type is not EventType.UPDATE
+            and not _repeats_the_end(message, outcome.item)
         ):
             # A lifecycle transition the state machine refuses (hold of a completed item,
             # resume of an active one) is bad input from that source: recorded in the item's
