@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: install test test-unit test-integration lint format demo bench kafka-start kafka-stop clean
+.PHONY: install test test-unit test-integration lint format demo bench bench-domain kafka-start kafka-stop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ lint: install  ## ruff (lint + format check) and mypy on the package
 format: install
 	$(BIN)/ruff format iwd_stream tests bench
 	$(BIN)/ruff check --fix iwd_stream tests bench
+
+demo: install  ## the main job: real ServiceNow incidents through the engine, live view, summary
+	$(BIN)/iwd-stream demo
+
+bench-domain: install  ## pure domain figures: scoring, next-change, index, tick, dispatch
+	$(BIN)/python bench/bench_domain.py
 
 kafka-start: install  ## a local Apache Kafka (KRaft) for manual runs; prints its address
 	$(BIN)/iwd-stream kafka start
