@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right, insort
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -338,6 +339,9 @@ class QueueIndex:
         self._ready = SortedKeyList(load)
         self._parked = SortedKeyList(load)
         self._timeline = Timeline()
+        # Kept as entries move, so a queue summary costs O(1), not a scan of the queue.
+        self._tally: Counter[str] = Counter()
+        self._by_age: list[tuple[int, str]] = []  # (enqueued_at us, capture_id), lazy deletion
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -367,9 +371,46 @@ class QueueIndex:
     def _place(self, slot: Slot, now: datetime) -> None:
         slot.parked = _parked(slot.entry, now)
         (self._parked if slot.parked else self._ready).add(slot.key)
+        self._count(slot, 1)
 
     def _unplace(self, slot: Slot) -> None:
         (self._parked if slot.parked else self._ready).remove(slot.key)
+        self._count(slot, -1)
+
+    def _count(self, slot: Slot, sign: int) -> None:
+        tally = self._tally
+        entry = slot.entry
+        tally[slot.sla.value] += sign
+        if entry.offer is not None:
+            tally["offered"] += sign
+        if entry.held:
+            tally["held"] += sign
+
+    def stats(self) -> dict[str, int]:
+        """Return depth, offered, held and the count per SLA state, without scanning.
+
+        >>> from datetime import UTC
+        >>> t = datetime(2024, 1, 1, tzinfo=UTC)
+        >>> q = QueueIndex()
+        >>> _ = q.upsert(QueueEntry(tenant="t", capture_id="a", queue="q", priority=1,
+        ...                         created_at=t, enqueued_at=t, held=True), t)
+        >>> q.stats()["depth"], q.stats()["held"], q.stats()["on_track"]
+        (1, 1, 1)
+        """
+        out = {state.value: self._tally[state.value] for state in SlaState}
+        out.update(depth=len(self._slots), offered=self._tally["offered"], held=self._tally["held"])
+        return out
+
+    def oldest_enqueued(self) -> datetime | None:
+        """Return when the longest-waiting entry was enqueued (None when the queue is empty)."""
+        heap, slots = self._by_age, self._slots
+        while heap:
+            at, cid = heap[0]
+            slot = slots.get(cid)
+            if slot is not None and to_us(slot.entry.enqueued_at) == at:
+                return from_us(at)
+            heapq.heappop(heap)
+        return None
 
     def score(self, capture_id: str, now: datetime) -> Score:
         """Return the score and breakdown of an indexed entry at ``now``.
@@ -405,6 +446,11 @@ class QueueIndex:
         self._slots[cid] = slot
         self._place(slot, now)
         self._schedule(slot, now)
+        if old is None or old.entry.enqueued_at != entry.enqueued_at:
+            heapq.heappush(self._by_age, (to_us(entry.enqueued_at), cid))
+            if len(self._by_age) > 2 * len(self._slots) + 1024:
+                self._by_age = [(to_us(s.entry.enqueued_at), c) for c, s in self._slots.items()]
+                heapq.heapify(self._by_age)
         before = old.sla if old is not None else None
         if before is not slot.sla and not (before is None and slot.sla is SlaState.ON_TRACK):
             return Change(entry, before, slot.sla)

@@ -414,26 +414,28 @@ class QueuesProcessor:
         slot = index.slot(capture_id) if index is not None else None
         return describe_slot(index, slot, now) if index is not None and slot is not None else None
 
+    def entry_count(self) -> int:
+        return sum(len(index) for index in self.indexes.values())
+
     def summaries(self, now: datetime) -> list[dict[str, Any]]:
+        """Return every owned queue's figures (O(queues): the indexes keep their counts)."""
         out = []
         for qkey, index in self.indexes.items():
             tenant, queue = qkey.split("/", 1)
-            slots = list(index.ordered())
-            oldest = min((s.entry.enqueued_at for s in slots), default=None)
+            stats = index.stats()
+            oldest = index.oldest_enqueued()
             out.append(
                 {
                     "tenant": tenant,
                     "queue": queue,
-                    "depth": len(slots),
-                    "offered": sum(1 for s in slots if s.entry.offer is not None),
-                    "held": sum(1 for s in slots if s.entry.held),
+                    "depth": stats["depth"],
+                    "offered": stats["offered"],
+                    "held": stats["held"],
                     "oldest_age_s": round((now - oldest).total_seconds(), 1) if oldest else 0.0,
-                    "at_risk": sum(1 for s in slots if s.sla is SlaState.AT_RISK),
+                    "at_risk": stats[SlaState.AT_RISK.value],
+                    "breached": stats[SlaState.BREACHED.value] + stats[SlaState.EXPIRED.value],
                     "standing_capacity": sum(
                         offers_wanted(c) for c in self.standing.get(qkey, {}).values()
-                    ),
-                    "breached": sum(
-                        1 for s in slots if s.sla in (SlaState.BREACHED, SlaState.EXPIRED)
                     ),
                 }
             )
