@@ -27,6 +27,12 @@ from iwd_stream.connectors.replay import ReplaySummary, replay
 from iwd_stream.connectors.simulator import draw_employees, run_simulator
 from iwd_stream.devkafka import obtain_kafka
 from iwd_stream.kafka.producer import make_producer
+from iwd_stream.observability.scrape import (
+    histogram_mean,
+    metric_by_label,
+    metric_sum,
+    source_events,
+)
 from iwd_stream.procs import WorkerProcess
 from iwd_stream.settings import Settings
 from iwd_stream.streaming.app import provision_topics
@@ -78,38 +84,6 @@ class SourceFacts:
         return facts
 
 
-def _metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
-def _source_events(text: str, outcome: str) -> int:
-    types = ("create", "update", "complete", "cancel", "hold", "resume", "restart")
-    return int(
-        sum(
-            _metric(text, "iwd_events_total", stage="workitems", type=t, outcome=outcome)
-            for t in types
-        )
-    )
-
-
-def _by_label(text: str, name: str, label: str) -> dict[str, int]:
-    out: Counter[str] = Counter()
-    for line in text.splitlines():
-        if line.startswith(name + "{") and f'{label}="' in line:
-            value = line.split(f'{label}="', 1)[1].split('"', 1)[0]
-            out[value] += int(float(line.rsplit(" ", 1)[1]))
-    return dict(out)
-
-
-def _mean(text: str, name: str, **labels: str) -> float:
-    count = _metric(text, name + "_count", **labels)
-    return _metric(text, name + "_sum", **labels) / count if count else 0.0
-
-
 def _live_view(worker: WorkerProcess) -> str:
     """Render the top of every non-empty queue as a small table."""
     queues = [q for q in worker.get("/api/queues").get("queues", []) if q["depth"]]
@@ -128,7 +102,7 @@ def _wait_drained(worker: WorkerProcess, timeout_s: float = 90.0) -> float:
     last, stable_since = -1.0, time.monotonic()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        count = _metric(worker.metrics_text(), "iwd_events_total", stage="workitems")
+        count = metric_sum(worker.metrics_text(), "iwd_events_total", stage="workitems")
         if count != last:
             last, stable_since = count, time.monotonic()
         elif time.monotonic() - stable_since >= 4.0:
@@ -272,28 +246,28 @@ def _summarise(
             "attained_share": round(attained / judged, 3) if judged else None,
             "source_made_sla_share": round(made / len(facts.made_sla), 3),
         },
-        "dead_lettered": int(_metric(metrics, "iwd_deadlettered_total")) + summary.dead_lettered,
-        "dead_lettered_by_reason": _by_label(metrics, "iwd_deadlettered_total", "reason"),
+        "dead_lettered": int(metric_sum(metrics, "iwd_deadlettered_total")) + summary.dead_lettered,
+        "dead_lettered_by_reason": metric_by_label(metrics, "iwd_deadlettered_total", "reason"),
         # Counted over the source's own events (the engine's internal ones are not rows).
-        "duplicates_recognised": _source_events(metrics, "duplicate"),
-        "stale_recognised": _source_events(metrics, "stale"),
-        "unchanged_rows": _source_events(metrics, "unchanged"),
+        "duplicates_recognised": source_events(metrics, "duplicate"),
+        "stale_recognised": source_events(metrics, "stale"),
+        "unchanged_rows": source_events(metrics, "unchanged"),
         "updates_after_completion": int(
-            _metric(
+            metric_sum(
                 metrics, "iwd_events_total", stage="workitems", type="update", outcome="rejected"
             )
         ),
         "assignments": {
-            "offered": int(_metric(metrics, "iwd_assignments_total", outcome="offered")),
-            "accepted": int(_metric(metrics, "iwd_assignments_total", outcome="accepted")),
-            "declined": int(_metric(metrics, "iwd_assignments_total", outcome="declined")),
-            "timed_out": int(_metric(metrics, "iwd_assignments_total", outcome="timed_out")),
-            "revoked": int(_metric(metrics, "iwd_assignments_total", outcome="revoked")),
+            "offered": int(metric_sum(metrics, "iwd_assignments_total", outcome="offered")),
+            "accepted": int(metric_sum(metrics, "iwd_assignments_total", outcome="accepted")),
+            "declined": int(metric_sum(metrics, "iwd_assignments_total", outcome="declined")),
+            "timed_out": int(metric_sum(metrics, "iwd_assignments_total", outcome="timed_out")),
+            "revoked": int(metric_sum(metrics, "iwd_assignments_total", outcome="revoked")),
             "simulator": dict(sim),
         },
         "events_processed": int(processed),
         "engine_ms_per_event": {
-            stage: round(1000 * _mean(metrics, "iwd_processing_seconds", stage=stage), 3)
+            stage: round(1000 * histogram_mean(metrics, "iwd_processing_seconds", stage=stage), 3)
             for stage in ("workitems", "queues")
         },
         "replay_seconds": round(replay_s, 1),

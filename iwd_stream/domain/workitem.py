@@ -901,22 +901,15 @@ def _apply_sla(item: WorkItem, event: LifecycleEvent, now: datetime) -> Outcome:
 def _apply_response(item: WorkItem | None, resp: AssignmentResponse, now: datetime) -> Outcome:
     etype = f"response.{resp.outcome.value}"
     if item is None:
-        ghost = _ghost(resp.tenant, resp.capture_id, resp.occurred_at, now)
-        rec = _record(
-            ghost,
+        return _unknown_item(
+            resp.tenant,
+            resp.capture_id,
             resp.response_id,
             etype,
-            HistoryOutcome.REJECTED,
-            0,
             resp.occurred_at,
             now,
-            from_status=None,
-            to_status=None,
-            assignment_state=AssignmentState.NONE,
-            reason=f"no item {resp.capture_id}",
-            detail={"rejection": Rejection.UNKNOWN_ITEM.value},
+            f"no item {resp.capture_id}",
         )
-        return Outcome(None, HistoryOutcome.REJECTED, (rec,), (), False, Rejection.UNKNOWN_ITEM)
     if resp.response_id in item.seen_event_ids:
         return _not_applied(
             item,
@@ -956,6 +949,33 @@ def _apply_response(item: WorkItem | None, resp: AssignmentResponse, now: dateti
         now,
         resp.reason,
     )
+
+
+def _unknown_item(
+    tenant: str,
+    capture_id: str,
+    event_id: str,
+    etype: str,
+    at: datetime,
+    now: datetime,
+    reason: str,
+) -> Outcome:
+    """Refuse an engine event or response for an item that does not exist (nothing stored)."""
+    rec = _record(
+        _ghost(tenant, capture_id, at, now),
+        event_id,
+        etype,
+        HistoryOutcome.REJECTED,
+        0,
+        at,
+        now,
+        from_status=None,
+        to_status=None,
+        assignment_state=AssignmentState.NONE,
+        reason=reason,
+        detail={"rejection": Rejection.UNKNOWN_ITEM.value},
+    )
+    return Outcome(None, HistoryOutcome.REJECTED, (rec,), (), False, Rejection.UNKNOWN_ITEM)
 
 
 def _ghost(tenant: str, capture_id: str, at: datetime, now: datetime) -> WorkItem:
@@ -1030,22 +1050,15 @@ def apply(
     if event.type in _SOURCE:
         return _apply_source(item, event, rules, now)
     if item is None:
-        ghost = _ghost(event.tenant, event.capture_id, event.occurred_at, now)
-        rec = _record(
-            ghost,
+        return _unknown_item(
+            event.tenant,
+            event.capture_id,
             event.event_id,
             etype,
-            HistoryOutcome.REJECTED,
-            0,
             event.occurred_at,
             now,
-            from_status=None,
-            to_status=None,
-            assignment_state=AssignmentState.NONE,
-            reason=f"{etype}: no item {event.capture_id}",
-            detail={"rejection": Rejection.UNKNOWN_ITEM.value},
+            f"{etype}: no item {event.capture_id}",
         )
-        return Outcome(None, HistoryOutcome.REJECTED, (rec,), (), False, Rejection.UNKNOWN_ITEM)
     if event.type is EventType.ASSIGNED:
         if event.assignment is None or event.assignment.outcome is not AssignmentState.OFFERED:
             return _reject_engine(

@@ -8,6 +8,7 @@ import re
 import orjson
 
 from iwd_stream.contracts import item_key
+from iwd_stream.observability.scrape import metric_sum
 
 
 def _raw(**overrides):
@@ -22,14 +23,6 @@ def _raw(**overrides):
     }
     body.update(overrides)
     return orjson.dumps({k: v for k, v in body.items() if v is not None})
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_ten_kinds_of_bad_input_are_dead_lettered_and_valid_events_go_on(engine):
@@ -92,7 +85,7 @@ def test_ten_kinds_of_bad_input_are_dead_lettered_and_valid_events_go_on(engine)
     for cid in ("V1", "V2"):
         engine.wait_for(lambda cid=cid: engine.item(cid).get("status") == "queued", what=cid)
     assert engine.item("F1")["status"] == "completed"
-    assert _metric(worker.metrics_text(), "iwd_deadlettered_total") == len(bad)
+    assert metric_sum(worker.metrics_text(), "iwd_deadlettered_total") == len(bad)
 
 
 def test_duplicates_and_stale_events_change_nothing_and_are_counted(engine):
@@ -116,14 +109,14 @@ def test_duplicates_and_stale_events_change_nothing_and_are_counted(engine):
     text = engine.wait_for(
         lambda: (
             (t := worker.metrics_text())
-            and _metric(t, "iwd_events_total", stage="workitems", outcome="duplicate") >= 2
-            and _metric(t, "iwd_events_total", stage="workitems", outcome="stale") >= 1
+            and metric_sum(t, "iwd_events_total", stage="workitems", outcome="duplicate") >= 2
+            and metric_sum(t, "iwd_events_total", stage="workitems", outcome="stale") >= 1
             and t
         ),
         what="duplicates and stale counted",
     )
-    assert _metric(text, "iwd_events_total", stage="workitems", outcome="duplicate") == 2
-    assert _metric(text, "iwd_events_total", stage="workitems", outcome="stale") == 1
+    assert metric_sum(text, "iwd_events_total", stage="workitems", outcome="duplicate") == 2
+    assert metric_sum(text, "iwd_events_total", stage="workitems", outcome="stale") == 1
     after = engine.item("D1")
     assert after["seq"] == before["seq"]
     assert after["fields"]["priority"] == 40

@@ -61,7 +61,9 @@ def test_capacity_that_arrives_before_the_work_waits_for_it(engine):
     worker = engine.worker().start()
     assignments = engine.reader(engine.names.assignments)
     engine.capacity("q2", resource=ResourceOffer(resource_id="r-fr", skills=["fr"]))
-    engine.capacity("q2", resource=ResourceOffer(resource_id="r-en", skills=["en"], slots=2), credits=2)
+    engine.capacity(
+        "q2", resource=ResourceOffer(resource_id="r-en", skills=["en"], slots=2), credits=2
+    )
     engine.wait_for(
         lambda: any(s["standing_capacity"] == 3 for s in worker.get("/api/queues")["queues"]),
         what="3 credits standing",

@@ -6,27 +6,10 @@ import csv
 
 from iwd_stream.connectors.mapping import builtin_data_file
 from iwd_stream.connectors.replay import replay
+from iwd_stream.observability.scrape import metric_sum, source_events
 
 SERVICENOW = builtin_data_file("servicenow_incident_events.csv")
 NYC311 = builtin_data_file("nyc311_service_requests.csv")
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items())
-    )
-
-
-def _source_outcome(text: str, outcome: str) -> int:
-    types = ("create", "update", "complete", "cancel", "hold", "resume", "restart")
-    return int(
-        sum(
-            _metric(text, "iwd_events_total", stage="workitems", type=t, outcome=outcome)
-            for t in types
-        )
-    )
 
 
 def _servicenow_expected() -> dict[str, str]:
@@ -61,7 +44,7 @@ def test_whole_servicenow_and_311_files_end_in_the_status_their_rows_imply(engin
     def caught_up() -> bool:
         text = worker.metrics_text()
         return (
-            _metric(text, "iwd_events_total", stage="workitems")
+            metric_sum(text, "iwd_events_total", stage="workitems")
             >= sn.events_produced + ny.events_produced
         )
 
@@ -77,11 +60,11 @@ def test_whole_servicenow_and_311_files_end_in_the_status_their_rows_imply(engin
     # The log's real quirks: one duplicated row (same id, version and state) and out-of-order
     # rows whose fields a newer version already set are recognised and change nothing.
     text = worker.metrics_text()
-    assert _source_outcome(text, "duplicate") == 1
-    assert _source_outcome(text, "stale") == 8
+    assert source_events(text, "duplicate") == 1
+    assert source_events(text, "stale") == 8
     # The reopened incidents (8 restarts of completed items) and their repeated closures are
     # refused transitions: recorded and dead-lettered with the reason.
-    assert _metric(text, "iwd_deadlettered_total", reason="item_final") > 0
+    assert metric_sum(text, "iwd_deadlettered_total", reason="item_final") > 0
     one = worker.get("/api/items/servicenow/INC0000045")
     assert [h["to_status"] for h in one["history"] if h["outcome"] == "applied"][:1] == ["queued"]
     assert one["history"][-1]["to_status"] == "completed"
