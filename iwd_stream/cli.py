@@ -98,7 +98,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from iwd_stream.streaming.app import changelog_topics, provision_topics
     from iwd_stream.topics import TopicNames
 
-    settings = settings.model_copy(update={"partitions": args.partitions or settings.partitions})
+    settings = settings.with_updates(partitions=args.partitions)
     bootstrap = resolve_bootstrap(settings)
     if args.action == "create":
         created = provision_topics(settings, bootstrap)
@@ -123,23 +123,23 @@ def _add_topics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from iwd_stream.devkafka.local import port_is_free
     from iwd_stream.streaming.worker import run_worker
 
-    settings = settings.model_copy(
-        update={
-            k: v
-            for k, v in {
-                "data_dir": args.data_dir,
-                "web_port": args.web_port,
-                "log_level": args.log_level,
-                "rules_path": args.rules,
-                "partitions": args.partitions,
-                "tick_interval_s": args.tick_interval,
-                "offer_timeout_s": args.offer_timeout,
-            }.items()
-            if v is not None
-        }
+    settings = settings.with_updates(
+        data_dir=args.data_dir,
+        web_port=args.web_port,
+        log_level=args.log_level,
+        rules_path=args.rules,
+        partitions=args.partitions,
+        tick_interval_s=args.tick_interval,
+        offer_timeout_s=args.offer_timeout,
     )
+    if not port_is_free(settings.web_port):
+        raise IwdError(
+            f"web port {settings.web_port} on {settings.web_host} is in use; "
+            "give each worker its own --web-port"
+        )
     return run_worker(settings, resolve_bootstrap(settings), name=args.name)
 
 
@@ -192,6 +192,12 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         if not args.mapping:
             raise IwdError("--mapping is required for a data file of your own")
         mapping = args.mapping
+    from iwd_stream.connectors.replay import parse_speed
+
+    try:
+        parse_speed(args.speed)
+    except ValueError:
+        raise IwdError(f"--speed must be a number > 0 or 'max', got {args.speed!r}") from None
     bootstrap = resolve_bootstrap(settings)
     summary = replay(
         path,
@@ -233,7 +239,7 @@ def _add_replay(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def cmd_capture_api(args: argparse.Namespace, settings: Settings) -> int:
     from iwd_stream.connectors.capture_api import serve
 
-    settings = settings.model_copy(update={"bootstrap_servers": resolve_bootstrap(settings)})
+    settings = settings.with_updates(bootstrap_servers=resolve_bootstrap(settings))
     serve(settings, args.api_keys, host=args.host, port=args.port, worker_url=args.worker_url)
     return 0
 

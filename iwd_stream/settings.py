@@ -35,8 +35,15 @@ class Settings(BaseModel):
     # How soon the group notices a worker that died without leaving (kill -9, lost host):
     # its partitions move after this long. Faust's default (60 s) stalls them for a minute.
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)
+    # Faust table store: "rocksdb://" (local state survives a restart) or "memory://".
+    store: str = "rocksdb://"
     log_level: str = "info"
     java_home: Path | None = None
+
+    def with_updates(self, **updates: object) -> Settings:
+        """Return a copy with ``updates`` (None means "keep"), validated like the original."""
+        changed = {k: v for k, v in updates.items() if v is not None}
+        return type(self).model_validate({**self.model_dump(), **changed})
 
     @staticmethod
     def debug_enabled(env: Mapping[str, str] | None = None) -> bool:
@@ -70,6 +77,7 @@ class Settings(BaseModel):
             "IWD_TICK_INTERVAL_S": "tick_interval_s",
             "IWD_OFFER_TIMEOUT_S": "offer_timeout_s",
             "IWD_LOG_LEVEL": "log_level",
+            "IWD_STORE": "store",
             "IWD_SESSION_TIMEOUT_S": "session_timeout_s",
         }
         for var, field in simple.items():

@@ -7,10 +7,11 @@ rejected (it goes to the dead-letter topic) rather than half-read.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 SCHEMA_VERSION = 1
 
@@ -19,6 +20,19 @@ CaptureId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^/\s]
 QueueName = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^/]+$")]
 EventId = Annotated[str, Field(min_length=1, max_length=200)]
 AttrValue = str | int | float | bool | None
+
+MIN_YEAR, MAX_YEAR = 1900, 2999
+
+
+def _plausible(value: datetime) -> datetime:
+    # Work items live in years, not millennia: year 1 or 9999 breaks due-time arithmetic
+    # (due - at_risk, due + expiry) far downstream, so such input is refused at the door.
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise ValueError(f"year {value.year} is outside {MIN_YEAR}..{MAX_YEAR}")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible)]
 
 
 class Part(BaseModel):
@@ -118,10 +132,10 @@ class WorkItemFields(Part):
     media_type: str | None = None
     channel: str | None = None
     skills: list[str] | None = None
-    created_at: AwareDatetime | None = None
-    activate_at: AwareDatetime | None = None
-    due_at: AwareDatetime | None = None
-    expire_at: AwareDatetime | None = None
+    created_at: Timestamp | None = None
+    activate_at: Timestamp | None = None
+    due_at: Timestamp | None = None
+    expire_at: Timestamp | None = None
     customer_segment: str | None = None
     attributes: dict[str, AttrValue] | None = None
 
@@ -149,7 +163,7 @@ class LifecycleEvent(Contract):
     tenant: Tenant
     capture_id: CaptureId
     source: str = Field(min_length=1, max_length=100)
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
     version: int | None = Field(default=None, ge=0)
     fields: WorkItemFields = WorkItemFields()
     reason: str | None = Field(default=None, max_length=1000)
@@ -252,7 +266,7 @@ class Capacity(Contract):
     queue: QueueName
     credits: int = Field(default=1, ge=1, le=10_000)
     resource: ResourceOffer | None = None
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
 
 
 class ScoreTerm(Part):
@@ -301,7 +315,7 @@ class AssignmentResponse(Contract):
     resource_id: str | None = None
     outcome: ResponseOutcome
     reason: str | None = None
-    occurred_at: AwareDatetime
+    occurred_at: Timestamp
 
 
 class HistoryOutcome(StrEnum):
@@ -309,6 +323,7 @@ class HistoryOutcome(StrEnum):
     DUPLICATE = "duplicate"  # the same event_id again
     STALE = "stale"  # older than what already set every field it carries
     UNCHANGED = "unchanged"  # in order, but carries nothing new (e.g. a no-change source row)
+    DEFERRED = "deferred"  # a response that arrived before its offer; applied with the offer
     REJECTED = "rejected"
 
 
@@ -343,6 +358,10 @@ class DeadLetter(Contract):
     original_size: int
     stage: str
     at: AwareDatetime
+    # An input too big to re-publish whole keeps its first bytes here; the full message stays
+    # at topic/partition/offset (and its digest says which it was).
+    original_truncated: bool = False
+    original_sha256: str | None = None
 
 
 class Claim(StrEnum):
@@ -385,6 +404,10 @@ class WorkItem(Contract):
     last_occurred_at: AwareDatetime | None = None
     seq: int = Field(default=0, ge=0)
     excluded_resources: list[str] = []
+    # Offers this item has had (bounded): a response naming one of them and not the live one
+    # is late; a response naming an offer never seen is early and waits here for its offer.
+    past_offers: list[str] = []
+    early_responses: list[AssignmentResponse] = []
     assignment_id: str | None = None
     assignment_queue: QueueName | None = None
     assigned_resource: str | None = None

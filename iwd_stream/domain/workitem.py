@@ -77,6 +77,10 @@ from iwd_stream.domain.timeutil import to_us
 # Versions and occurred_at already catch most replays; the id window covers the recent events
 # of one item (an item sees a handful per day), and each id costs changelog bytes per write.
 SEEN_EVENT_IDS = 64
+# The source name of the engine's own events (assigned, released, sla); sources may not use it.
+ENGINE_SOURCE = "iwd.queues"
+PAST_OFFERS = 16
+EARLY_RESPONSES = 4
 
 
 class Rejection(StrEnum):
@@ -534,6 +538,8 @@ def _blank(event: LifecycleEvent, now: datetime) -> WorkItem:
             last_occurred_at=None,
             seq=0,
             excluded_resources=[],
+            past_offers=[],
+            early_responses=[],
             assignment_id=None,
             assignment_queue=None,
             assigned_resource=None,
@@ -746,6 +752,25 @@ def _apply_assigned(item: WorkItem, event: LifecycleEvent, now: datetime) -> Out
             now,
             f"offer {ref.assignment_id} is already recorded",
         )
+    detail: dict[str, AttrValue] = {
+        "assignment_id": ref.assignment_id,
+        "resource_id": ref.resource_id,
+    }
+    if (
+        item.assignment_state is AssignmentState.OFFERED
+        and item.claim is Claim.ACTIVE
+        and item.in_queue == ref.queue
+    ):
+        # The queue offers only entries without a live offer, so it no longer holds the offer
+        # this item recorded (it was lost with a crash between the two stages' writes). The
+        # queue decides offers: the recorded one is superseded, or the two would loop forever.
+        detail["superseded"] = item.assignment_id
+        item = item.model_copy(
+            update={
+                "assignment_state": AssignmentState.REVOKED,
+                "status": derive_status(item.claim, item.fields.queue, AssignmentState.REVOKED),
+            }
+        )
     problem: tuple[Rejection, str] | None = None
     if item.status is not Status.QUEUED:
         problem = (Rejection.NOT_QUEUED, f"offer {ref.assignment_id}: item is {item.status.value}")
@@ -755,25 +780,34 @@ def _apply_assigned(item: WorkItem, event: LifecycleEvent, now: datetime) -> Out
             f"offer {ref.assignment_id} from {ref.queue}; item is in {item.in_queue}",
         )
     if problem is not None:
-        commands = []
-        if item.in_queue == ref.queue and item.in_queue is not None:
-            # The entry still carries this offer: release it and give the capacity back.
-            entry = queue_entry(item, item.in_queue, item.seq + 1)
-            commands.append(
-                _command(
-                    item,
-                    QueueCommandOp.UPDATE,
-                    item.in_queue,
-                    item.seq + 1,
-                    now,
-                    entry,
-                    reason=problem[0].value,
-                    release=ref.assignment_id,
-                    return_capacity=True,
-                )
+        # Release the offer and give the capacity back; if the item does not belong in that
+        # queue (any more), take it out, so the queue stops offering it.
+        seq = item.seq + 1
+        if _desired_queue(item) == ref.queue:
+            command = _command(
+                item,
+                QueueCommandOp.UPDATE,
+                ref.queue,
+                seq,
+                now,
+                queue_entry(item, ref.queue, seq),
+                reason=problem[0].value,
+                release=ref.assignment_id,
+                return_capacity=True,
+            )
+        else:
+            command = _command(
+                item,
+                QueueCommandOp.REMOVE,
+                ref.queue,
+                seq,
+                now,
+                reason=problem[0].value,
+                release=ref.assignment_id,
+                return_capacity=True,
             )
         return _reject_engine(
-            item, event.event_id, etype, event.occurred_at, now, *problem, commands
+            item, event.event_id, etype, event.occurred_at, now, *problem, [command]
         )
     nxt = item.model_copy(
         update={
@@ -783,17 +817,26 @@ def _apply_assigned(item: WorkItem, event: LifecycleEvent, now: datetime) -> Out
             "assigned_resource": ref.resource_id,
             "offer_deadline": ref.offer_deadline,
             "status": Status.ASSIGNED,
+            "past_offers": [*item.past_offers, ref.assignment_id][-PAST_OFFERS:],
         }
     )
-    return _finish(
-        item,
-        nxt,
-        event.event_id,
-        etype,
-        event.occurred_at,
-        now,
-        [],
-        detail={"assignment_id": ref.assignment_id, "resource_id": ref.resource_id},
+    first = _finish(item, nxt, event.event_id, etype, event.occurred_at, now, [], detail=detail)
+    early = next((r for r in nxt.early_responses if r.assignment_id == ref.assignment_id), None)
+    if early is None or first.item is None:
+        return first
+    # The routing consumer answered before this offer reached the item: apply its answer now.
+    waiting = [r for r in first.item.early_responses if r is not early]
+    # Its id was remembered when it was deferred; forget it so it is not taken for a repeat.
+    seen = [i for i in first.item.seen_event_ids if i != early.response_id]
+    ready = first.item.model_copy(update={"early_responses": waiting, "seen_event_ids": seen})
+    second = _apply_response(ready, early, now)
+    return Outcome(
+        second.item,
+        first.result,
+        first.history + second.history,
+        first.commands + second.commands,
+        True,
+        second.rejection,
     )
 
 
@@ -919,6 +962,28 @@ def _apply_response(item: WorkItem | None, resp: AssignmentResponse, now: dateti
             resp.occurred_at,
             now,
             "response already applied",
+        )
+    live = (
+        item.assignment_state is AssignmentState.OFFERED
+        and item.assignment_id == resp.assignment_id
+    )
+    if not live and resp.assignment_id not in item.past_offers and item.claim not in _FINAL_CLAIMS:
+        # An answer to an offer this item has not heard of yet: the offer's `assigned` event
+        # travels on another topic and may arrive after the answer. Keep it for that offer.
+        nxt = item.model_copy(
+            update={"early_responses": [*item.early_responses, resp][-EARLY_RESPONSES:]}
+        )
+        return _finish(
+            item,
+            nxt,
+            resp.response_id,
+            etype,
+            resp.occurred_at,
+            now,
+            [],
+            outcome=HistoryOutcome.DEFERRED,
+            reason=f"offer {resp.assignment_id} not recorded yet",
+            detail={"assignment_id": resp.assignment_id},
         )
     if resp.outcome is ResponseOutcome.ACCEPTED:
         return _release(
@@ -1126,7 +1191,7 @@ def assigned_event(
         event_id=f"{assignment_id}:offered",
         tenant=tenant,
         capture_id=capture_id,
-        source="iwd.queues",
+        source=ENGINE_SOURCE,
         occurred_at=now,
         assignment=AssignmentRef(
             assignment_id=assignment_id,
@@ -1155,7 +1220,7 @@ def released_event(
         event_id=f"{assignment_id}:{outcome.value}",
         tenant=tenant,
         capture_id=capture_id,
-        source="iwd.queues",
+        source=ENGINE_SOURCE,
         occurred_at=now,
         reason=reason,
         assignment=AssignmentRef(
@@ -1171,7 +1236,7 @@ def sla_event(tenant: str, capture_id: str, state: SlaState, now: datetime) -> L
         event_id=f"sla:{tenant}/{capture_id}:{state.value}:{to_us(now)}",
         tenant=tenant,
         capture_id=capture_id,
-        source="iwd.queues",
+        source=ENGINE_SOURCE,
         occurred_at=now,
         sla_state=state,
     )

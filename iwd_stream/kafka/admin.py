@@ -20,7 +20,10 @@ def create_topics(
 ) -> list[str]:
     """Create topics that do not exist yet; return the names created. Existing ones are kept."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    try:
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from None
     wanted = [n for n in names if n not in existing]
     if not wanted:
         return []
@@ -49,5 +52,8 @@ def partition_counts(
 ) -> dict[str, int]:
     """Return the partition count of each named topic that exists."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    md = admin.list_topics(timeout=timeout_s)
+    try:
+        md = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from None
     return {n: len(md.topics[n].partitions) for n in names if n in md.topics}

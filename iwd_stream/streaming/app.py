@@ -6,6 +6,7 @@ it), write the table entries it returns, and send what it returns through the ou
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -91,7 +92,7 @@ def build_engine(
     app = faust.App(
         app_id(settings),
         broker=f"kafka://{bootstrap}",
-        store="rocksdb://",
+        store=settings.store,
         datadir=str(settings.data_dir),
         web_enabled=True,
         web_bind=settings.web_host,
@@ -113,6 +114,7 @@ def build_engine(
         value_serializer="raw",
         web_in_thread=False,
     )
+    make_changelog_flush_complete(app)
     metrics = Metrics()
     outbox = Outbox(bootstrap)
     app.sensors.add(FlushBeforeCommit(outbox))
@@ -241,6 +243,48 @@ def build_engine(
 
     register_views(engine, items_table, queue_table)
     return engine
+
+
+def make_changelog_flush_complete(app: faust.App) -> None:
+    """Make the producer flush before an offset commit wait for every table write.
+
+    Table writes go through Faust's ProducerBuffer before they reach aiokafka. Its ``flush``
+    (faust-streaming 0.15) returns as soon as one message takes more than 0.1 s to hand over,
+    and it cannot see the message being handed over; the commit that follows then covers
+    events whose changelog records were not sent yet. A worker killed then restarts with a
+    table that misses transitions whose input offsets were committed (found by kill -9 under
+    load: history seqs reused). This counts what was put and what was handed over, and waits.
+    """
+    buffer: Any = app.producer.buffer
+    counts = {"put": 0, "sent": 0}
+    put, send_pending = buffer.put, buffer._send_pending
+
+    def counting_put(fut: Any) -> None:
+        counts["put"] += 1
+        put(fut)
+
+    async def counting_send(fut: Any) -> None:
+        try:
+            await send_pending(fut)
+        finally:
+            counts["sent"] += 1
+
+    async def flush() -> None:
+        target = counts["put"]
+        waited = 0.0
+        while counts["sent"] < target:
+            buffer.message_sent.clear()
+            try:
+                await asyncio.wait_for(buffer.message_sent.wait(), timeout=1.0)
+            except TimeoutError:
+                waited += 1.0
+                if waited % 30 == 0:
+                    log.warning(
+                        "changelog flush waiting for %d message(s)", target - counts["sent"]
+                    )
+
+    # Set before the buffer's task starts, which looks _send_pending up once when it does.
+    buffer.put, buffer._send_pending, buffer.flush = counting_put, counting_send, flush
 
 
 def estimated_keys(table: Any) -> int | None:

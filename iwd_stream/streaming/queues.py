@@ -44,6 +44,14 @@ MAX_REMEMBERED_CAPACITY = 100_000
 
 
 CAPACITY_PREFIX = b"\x00capacity/"
+SEEN_PREFIX = b"\x00seen/"
+# How long a capacity_id is remembered, so the same message again (a producer retry, a replay
+# after a crash) does not book the resource twice once its offer has left the queue.
+CAPACITY_DEDUP_WINDOW = timedelta(hours=1)
+
+
+def seen_key(cap: Capacity) -> bytes:
+    return SEEN_PREFIX + f"{cap.tenant}/{cap.queue}/{cap.capacity_id}".encode()
 
 
 def capacity_key(cap: Capacity) -> bytes:
@@ -83,6 +91,8 @@ class QueuesProcessor:
         # Capacity that found no eligible item waits here (oldest first) for the next item
         # that becomes eligible: a routing consumer says "I can take work" once, not in a loop.
         self.standing: dict[str, dict[str, Capacity]] = {}
+        # partition -> capacity_id -> (table key, first seen); oldest first, for expiry on ticks.
+        self.seen_capacity: dict[int, OrderedDict[str, tuple[bytes, datetime]]] = {}
         self._built = False
 
     # --- index maintenance -------------------------------------------------------------------
@@ -121,9 +131,18 @@ class QueuesProcessor:
         self.by_partition.clear()
         self.offers_by_capacity.clear()
         self.standing.clear()
+        self.seen_capacity.clear()
         result = Result()
+        seen: list[tuple[datetime, int, str, bytes]] = []
         for key, raw in items:
             if raw is None:
+                continue
+            if bytes(key).startswith(SEEN_PREFIX):
+                tenant, queue, capacity_id = bytes(key)[len(SEEN_PREFIX) :].decode().split("/", 2)
+                part = murmur2_partition(queue_key(tenant, queue).encode(), self.partitions)
+                if part in active_partitions:
+                    at = datetime.fromisoformat(bytes(raw).decode())
+                    seen.append((at, part, capacity_id, bytes(key)))
                 continue
             if bytes(key).startswith(CAPACITY_PREFIX):
                 cap = Capacity.model_validate_json(raw)
@@ -141,6 +160,8 @@ class QueuesProcessor:
                 self._remember_offer(entry)
             if change is not None:
                 self._on_change(change, now, result)
+        for at, part, capacity_id, key in sorted(seen):
+            self.seen_capacity.setdefault(part, OrderedDict())[capacity_id] = (key, at)
         self._built = True
         return result
 
@@ -164,7 +185,7 @@ class QueuesProcessor:
             elif topic == self.names.capacity:
                 cap = decode(value, Capacity)
                 expected = queue_key(cap.tenant, cap.queue).encode()
-                if key is not None and key != expected:
+                if key != expected:
                     raise DecodeError("key_mismatch", f"message key {key!r} is not {expected!r}")
                 if cap.tenant not in self.rules:
                     raise DecodeError("unknown_tenant", f"no rules for tenant {cap.tenant!r}")
@@ -204,6 +225,11 @@ class QueuesProcessor:
 
     def _on_tick(self, tick: SlaTick, partition: int, result: Result) -> None:
         started = time.perf_counter()
+        seen = self.seen_capacity.get(partition)
+        horizon = tick.tick_at - CAPACITY_DEDUP_WINDOW
+        while seen and next(iter(seen.values()))[1] < horizon:
+            _, (key, _) = seen.popitem(last=False)
+            result.writes.append((key, None))  # this tick's partition is the key's partition
         changed = 0
         for qkey in self.by_partition.get(partition, ()):
             for change in self.indexes[qkey].advance(tick.tick_at):
@@ -258,6 +284,14 @@ class QueuesProcessor:
             return
         if cap.capacity_id in self.standing.get(queue_key(cap.tenant, cap.queue), {}):
             return  # replayed, and already waiting for work
+        part = murmur2_partition(queue_key(cap.tenant, cap.queue).encode(), self.partitions)
+        seen = self.seen_capacity.setdefault(part, OrderedDict())
+        if cap.capacity_id in seen:
+            self.metrics.events.labels(STAGE, "capacity", "duplicate").inc()
+            return  # used before: its offers were answered and left the queue
+        seen[cap.capacity_id] = (seen_key(cap), now)
+        result.writes.append((seen_key(cap), now.isoformat().encode()))
+        self.metrics.events.labels(STAGE, "capacity", "applied").inc()
         self._dispatch(index, cap, now, result)
         self.metrics.dispatch_seconds.observe(time.perf_counter() - started)
 

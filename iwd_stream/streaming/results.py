@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from iwd_stream.contracts import DeadLetter, encode
 from iwd_stream.errors import DecodeError
 from iwd_stream.topics import TopicNames
+
+# A dead letter must itself fit in a Kafka message (1 MiB by default) after base64.
+MAX_KEPT_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ def dead_letter(
 ) -> Output:
     """Return the dead-letter message for a rejected input: original bytes, reason, origin."""
     raw = value or b""
+    kept = raw if len(raw) <= MAX_KEPT_BYTES else raw[:MAX_KEPT_BYTES]
     record = DeadLetter(
         reason=error.reason,
         error=error.message,
@@ -45,8 +50,10 @@ def dead_letter(
         partition=partition,
         offset=offset,
         key_b64=base64.b64encode(key).decode() if key is not None else None,
-        original_b64=base64.b64encode(raw).decode(),
+        original_b64=base64.b64encode(kept).decode(),
         original_size=len(raw),
+        original_truncated=len(kept) < len(raw),
+        original_sha256=hashlib.sha256(raw).hexdigest() if len(kept) < len(raw) else None,
         stage=stage,
         at=now,
     )

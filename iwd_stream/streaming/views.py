@@ -83,7 +83,7 @@ def register_views(engine: Engine, items_table: Any, queue_table: Any) -> None:
             if raw is None:
                 return _problem(self, 404, f"no work item {capture_id!r} for tenant {tenant!r}")
             body = engine.workitems.describe(raw)
-            entry = engine.queues.describe_item(tenant, body.get("queue"), capture_id, _now())
+            entry = engine.queues.describe_item(tenant, body.get("in_queue"), capture_id, _now())
             if entry is not None:
                 body["queue_entry"] = entry
             return _json(self, body)

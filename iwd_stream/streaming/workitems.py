@@ -38,7 +38,7 @@ from iwd_stream.contracts import (
     item_key,
     queue_key,
 )
-from iwd_stream.domain.workitem import apply
+from iwd_stream.domain.workitem import ENGINE_SOURCE, apply
 from iwd_stream.errors import DecodeError
 from iwd_stream.observability.metrics import Metrics
 from iwd_stream.streaming.results import Output, Result, dead_letter
@@ -97,8 +97,20 @@ class WorkitemsProcessor:
             else:
                 message = decode(value, LifecycleEvent)
             expected = item_key(message.tenant, message.capture_id).encode()
-            if key is not None and key != expected:
+            if key is None:
+                # Without the key the message sits on a random partition, away from its item.
+                raise DecodeError("no_key", f"message has no key; expected {expected!r}")
+            if key != expected:
                 raise DecodeError("key_mismatch", f"message key {key!r} is not {expected!r}")
+            if (
+                isinstance(message, LifecycleEvent)
+                and message.type not in SOURCE_EVENT_TYPES
+                and message.source != ENGINE_SOURCE
+            ):
+                raise DecodeError(
+                    "internal_type",
+                    f"{message.type.value} events come from the engine only (source {ENGINE_SOURCE!r})",
+                )
             if message.tenant not in self.rules:
                 raise DecodeError("unknown_tenant", f"no rules for tenant {message.tenant!r}")
             origin = Origin(topic, partition, offset, key, value)
@@ -145,8 +157,10 @@ class WorkitemsProcessor:
         if not outcome.changed:
             if envelope is not None and outcome.result is HistoryOutcome.DUPLICATE:
                 self._resend(key, envelope, event_id, result)
-            elif outcome.item is None and is_source:
-                self._reject_input(origin, "rejected", outcome.history[0].reason or "", now, result)
+            elif outcome.item is None:
+                # An answer (or an engine event) for an item that does not exist.
+                reason = outcome.rejection.value if outcome.rejection else "rejected"
+                self._reject_input(origin, reason, outcome.history[0].reason or "", now, result)
             return
         assert outcome.item is not None
         if (

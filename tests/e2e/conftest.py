@@ -138,6 +138,10 @@ class Engine:
     def close(self) -> None:
         for w in self.workers:
             w.stop()
+        # Drop the producer now: left for the garbage collector, it keeps reconnecting (and
+        # logging) after the session's broker has stopped.
+        self.producer.flush(5)
+        del self.producer
 
 
 class TopicReader:

@@ -74,10 +74,28 @@ def test_kill_9_mid_stream_loses_nothing_and_never_doubles_an_offer(engine):
         lambda vs: len({(v["capture_id"], v["seq"]) for v in vs}) >= expected_records, timeout_s=60
     )
     seqs = defaultdict(set)
+    trail = defaultdict(list)
     for record in records:
         seqs[record["capture_id"]].add(record["seq"])
+        trail[record["capture_id"]].append(
+            (record["seq"], record["event_type"], record["outcome"], record.get("reason"))
+        )
+    bad = [cid for cid, item in items.items() if seqs[cid] != set(range(1, item["seq"] + 1))]
+    if bad:
+        import orjson as _o
+
+        cl = engine.reader(f"{engine.prefix}-engine-workitems-changelog")
+        cl.poll(5.0)
+        for k, v in cl.messages:
+            if k and k.decode().endswith(bad[0]):
+                env = _o.loads(v) if v else None
+                print("CHANGELOG", k, env and env["item"]["seq"], env and env["item"]["status"])
+        print("WORKER LOG", engine.workers[0].log_file)
+        import shutil
+
+        shutil.copy(engine.workers[0].log_file, "/tmp/crash-worker.log")
     for cid, item in items.items():
-        assert seqs[cid] == set(range(1, item["seq"] + 1)), cid
+        assert seqs[cid] == set(range(1, item["seq"] + 1)), (cid, trail[cid], item["history"])
 
     # No double dispatch: nobody answered any offer, so an item was offered at most once
     # (a replayed offer after a crash carries the same assignment_id).

@@ -59,35 +59,67 @@ def ev(
     )
 
 
-def assigned(assignment_id: str = "a1", queue: str = "billing", resource: str | None = "r1") -> LifecycleEvent:
+def assigned(
+    assignment_id: str = "a1", queue: str = "billing", resource: str | None = "r1"
+) -> LifecycleEvent:
     return LifecycleEvent(
-        type=EventType.ASSIGNED, event_id=f"{assignment_id}:offered", tenant="acme", capture_id="C1",
-        source="iwd.queues", occurred_at=T0,
-        assignment=AssignmentRef(assignment_id=assignment_id, queue=queue, resource_id=resource,
-                                 outcome=AssignmentState.OFFERED, offer_deadline=T0 + timedelta(seconds=30)),
+        type=EventType.ASSIGNED,
+        event_id=f"{assignment_id}:offered",
+        tenant="acme",
+        capture_id="C1",
+        source="iwd.queues",
+        occurred_at=T0,
+        assignment=AssignmentRef(
+            assignment_id=assignment_id,
+            queue=queue,
+            resource_id=resource,
+            outcome=AssignmentState.OFFERED,
+            offer_deadline=T0 + timedelta(seconds=30),
+        ),
     )
 
 
-def released(assignment_id: str = "a1", outcome: AssignmentState = AssignmentState.TIMED_OUT,
-             resource: str | None = "r1") -> LifecycleEvent:
+def released(
+    assignment_id: str = "a1",
+    outcome: AssignmentState = AssignmentState.TIMED_OUT,
+    resource: str | None = "r1",
+) -> LifecycleEvent:
     return LifecycleEvent(
-        type=EventType.RELEASED, event_id=f"{assignment_id}:{outcome.value}", tenant="acme",
-        capture_id="C1", source="iwd.queues", occurred_at=T0,
-        assignment=AssignmentRef(assignment_id=assignment_id, queue="billing", resource_id=resource,
-                                 outcome=outcome),
+        type=EventType.RELEASED,
+        event_id=f"{assignment_id}:{outcome.value}",
+        tenant="acme",
+        capture_id="C1",
+        source="iwd.queues",
+        occurred_at=T0,
+        assignment=AssignmentRef(
+            assignment_id=assignment_id, queue="billing", resource_id=resource, outcome=outcome
+        ),
     )
 
 
 def sla(state: SlaState, at: datetime) -> LifecycleEvent:
-    return LifecycleEvent(type=EventType.SLA, event_id=f"sla{next(_ids)}", tenant="acme",
-                          capture_id="C1", source="iwd.queues", occurred_at=at, sla_state=state)
+    return LifecycleEvent(
+        type=EventType.SLA,
+        event_id=f"sla{next(_ids)}",
+        tenant="acme",
+        capture_id="C1",
+        source="iwd.queues",
+        occurred_at=at,
+        sla_state=state,
+    )
 
 
-def response(outcome: str, assignment_id: str = "a1", resource: str = "r1",
-             response_id: str | None = None) -> AssignmentResponse:
+def response(
+    outcome: str, assignment_id: str = "a1", resource: str = "r1", response_id: str | None = None
+) -> AssignmentResponse:
     return AssignmentResponse(
-        response_id=response_id or f"r{next(_ids)}", assignment_id=assignment_id, tenant="acme",
-        capture_id="C1", queue="billing", resource_id=resource, outcome=ResponseOutcome(outcome),
+        response_id=response_id or f"r{next(_ids)}",
+        assignment_id=assignment_id,
+        tenant="acme",
+        capture_id="C1",
+        queue="billing",
+        resource_id=resource,
+        outcome=ResponseOutcome(outcome),
         occurred_at=T0,
     )
 

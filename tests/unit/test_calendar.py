@@ -25,21 +25,70 @@ def ny(*args: int) -> datetime:
     ("name", "cal", "start", "duration", "expected"),
     [
         ("inside one day", OFFICE, ny(2024, 3, 4, 10), timedelta(hours=2), ny(2024, 3, 4, 12)),
-        ("ends exactly at close", OFFICE, ny(2024, 3, 4, 9), timedelta(hours=8), ny(2024, 3, 4, 17)),
-        ("rolls to next morning", OFFICE, ny(2024, 3, 4, 16), timedelta(hours=2), ny(2024, 3, 5, 10)),
-        ("starts before opening", OFFICE, ny(2024, 3, 4, 6), timedelta(hours=1), ny(2024, 3, 4, 10)),
-        ("friday over the weekend", OFFICE, ny(2024, 3, 1, 16), timedelta(hours=2), ny(2024, 3, 4, 10)),
+        (
+            "ends exactly at close",
+            OFFICE,
+            ny(2024, 3, 4, 9),
+            timedelta(hours=8),
+            ny(2024, 3, 4, 17),
+        ),
+        (
+            "rolls to next morning",
+            OFFICE,
+            ny(2024, 3, 4, 16),
+            timedelta(hours=2),
+            ny(2024, 3, 5, 10),
+        ),
+        (
+            "starts before opening",
+            OFFICE,
+            ny(2024, 3, 4, 6),
+            timedelta(hours=1),
+            ny(2024, 3, 4, 10),
+        ),
+        (
+            "friday over the weekend",
+            OFFICE,
+            ny(2024, 3, 1, 16),
+            timedelta(hours=2),
+            ny(2024, 3, 4, 10),
+        ),
         ("starts on saturday", OFFICE, ny(2024, 3, 2, 12), timedelta(hours=1), ny(2024, 3, 4, 10)),
         ("skips a holiday", OFFICE, ny(2024, 7, 3, 16), timedelta(hours=2), ny(2024, 7, 5, 10)),
-        ("over the DST weekend", OFFICE, ny(2024, 3, 8, 16), timedelta(hours=2), ny(2024, 3, 11, 10)),
-        ("spring-forward day is 23h", ALWAYS_NY, ny(2024, 3, 10, 0), timedelta(hours=24), ny(2024, 3, 11, 1)),
-        ("fall-back day is 25h", ALWAYS_NY, ny(2024, 11, 3, 0), timedelta(hours=24), ny(2024, 11, 3, 23)),
-        ("lunch break", SPLIT, datetime(2024, 3, 4, 11, tzinfo=UTC), timedelta(hours=2),
-         datetime(2024, 3, 4, 14, tzinfo=UTC)),
+        (
+            "over the DST weekend",
+            OFFICE,
+            ny(2024, 3, 8, 16),
+            timedelta(hours=2),
+            ny(2024, 3, 11, 10),
+        ),
+        (
+            "spring-forward day is 23h",
+            ALWAYS_NY,
+            ny(2024, 3, 10, 0),
+            timedelta(hours=24),
+            ny(2024, 3, 11, 1),
+        ),
+        (
+            "fall-back day is 25h",
+            ALWAYS_NY,
+            ny(2024, 11, 3, 0),
+            timedelta(hours=24),
+            ny(2024, 11, 3, 23),
+        ),
+        (
+            "lunch break",
+            SPLIT,
+            datetime(2024, 3, 4, 11, tzinfo=UTC),
+            timedelta(hours=2),
+            datetime(2024, 3, 4, 14, tzinfo=UTC),
+        ),
         ("zero duration stays put", OFFICE, ny(2024, 3, 2, 12), timedelta(0), ny(2024, 3, 2, 12)),
     ],
 )
-def test_add(name: str, cal: BusinessCalendar, start: datetime, duration: timedelta, expected: datetime) -> None:
+def test_add(
+    name: str, cal: BusinessCalendar, start: datetime, duration: timedelta, expected: datetime
+) -> None:
     assert cal.add(start, duration) == expected
 
 
@@ -64,8 +113,13 @@ def test_dst_elapsed_is_real_time_not_wall_time() -> None:
 
 @pytest.mark.parametrize(
     ("t", "open_"),
-    [(ny(2024, 3, 4, 9), True), (ny(2024, 3, 4, 17), False), (ny(2024, 3, 2, 10), False),
-     (ny(2024, 7, 4, 10), False), (ny(2024, 3, 4, 8, 59), False)],
+    [
+        (ny(2024, 3, 4, 9), True),
+        (ny(2024, 3, 4, 17), False),
+        (ny(2024, 3, 2, 10), False),
+        (ny(2024, 7, 4, 10), False),
+        (ny(2024, 3, 4, 8, 59), False),
+    ],
 )
 def test_is_open(t: datetime, open_: bool) -> None:
     assert OFFICE.is_open(t) is open_
@@ -86,12 +140,14 @@ def test_no_calendar_means_elapsed_time() -> None:
 
 @pytest.mark.parametrize(
     ("hours", "problem"),
-    [({"mon-fri": "9-17"}, "not a working-hours interval"),
-     ({"mon-fri": "17:00-09:00"}, "ends before it starts"),
-     ({"fri-mon": "09:00-17:00"}, "runs backwards"),
-     ({"funday": "09:00-17:00"}, "is not a day"),
-     ({"mon": ["09:00-12:00", "11:00-13:00"]}, "overlap"),
-     ({}, "at least one day")],
+    [
+        ({"mon-fri": "9-17"}, "not a working-hours interval"),
+        ({"mon-fri": "17:00-09:00"}, "ends before it starts"),
+        ({"fri-mon": "09:00-17:00"}, "runs backwards"),
+        ({"funday": "09:00-17:00"}, "is not a day"),
+        ({"mon": ["09:00-12:00", "11:00-13:00"]}, "overlap"),
+        ({}, "at least one day"),
+    ],
 )
 def test_invalid_calendars(hours: dict[str, str], problem: str) -> None:
     with pytest.raises(ValueError, match=problem):

@@ -79,3 +79,26 @@ def test_invalid_setting_is_one_clear_line(capsys, monkeypatch):
     monkeypatch.setenv("IWD_PARTITIONS", "many")
     assert main(["kafka", "status"]) == 2
     assert "partitions" in one_error_line(capsys)
+
+
+def test_invalid_worker_option_is_refused_before_starting(capsys):
+    assert main(["worker", "--tick-interval", "-1", "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    assert "tick_interval_s" in one_error_line(capsys)
+
+
+def test_worker_web_port_in_use_is_one_clear_line(capsys):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert main(["worker", "--web-port", str(port), "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    assert "in use" in one_error_line(capsys)
+
+
+def test_bad_speed_is_one_clear_line(capsys):
+    assert (
+        main(["replay", "servicenow", "--speed", "fast", "--bootstrap-servers", "127.0.0.1:1"]) == 2
+    )
+    assert "--speed" in one_error_line(capsys)

@@ -11,9 +11,16 @@ from iwd_stream.contracts.export import stale_files
 DOMAIN = Path(iwd_stream.domain.__file__).parent
 FORBIDDEN_MODULES = {"faust", "aiokafka", "confluent_kafka", "prometheus_client", "os", "mode"}
 # Reading the clock is the caller's job: `now` is a parameter everywhere in the domain.
-FORBIDDEN_CALLS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"),
-                   ("date", "today"), ("time", "time"), ("time", "monotonic"),
-                   ("time", "perf_counter"), ("time", "time_ns")}
+FORBIDDEN_CALLS = {
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+    ("time", "time"),
+    ("time", "monotonic"),
+    ("time", "perf_counter"),
+    ("time", "time_ns"),
+}
 
 
 def _violations(path: Path) -> list[str]:
@@ -33,7 +40,9 @@ def _violations(path: Path) -> list[str]:
             base = node.func.value
             base_name = base.id if isinstance(base, ast.Name) else getattr(base, "attr", None)
             if (base_name, node.func.attr) in FORBIDDEN_CALLS:
-                out.append(f"{path.name}:{node.lineno}: reads the clock ({base_name}.{node.func.attr})")
+                out.append(
+                    f"{path.name}:{node.lineno}: reads the clock ({base_name}.{node.func.attr})"
+                )
     return out
 
 
@@ -46,7 +55,9 @@ def test_domain_imports_no_kafka_faust_prometheus_or_os_and_reads_no_clock() -> 
 
 def test_boundary_scan_catches_a_violation(tmp_path: Path) -> None:
     bad = tmp_path / "bad.py"
-    bad.write_text("import os\nfrom faust import App\nfrom datetime import datetime\nx = datetime.now()\n")
+    bad.write_text(
+        "import os\nfrom faust import App\nfrom datetime import datetime\nx = datetime.now()\n"
+    )
     assert len(_violations(bad)) == 3
 
 

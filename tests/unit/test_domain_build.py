@@ -14,8 +14,11 @@ def test_models_built_on_the_hot_path_survive_validation() -> None:
     item = run(ev("create", 1, category="billing", priority=3, attributes={"x": 1}), assigned())
     out = step(item, response("declined"))
     assert out.item is not None
-    for model, cls in [(out.item, WorkItem), *[(h, HistoryRecord) for h in out.history],
-                       *[(c, QueueCommand) for c in out.commands]]:
+    for model, cls in [
+        (out.item, WorkItem),
+        *[(h, HistoryRecord) for h in out.history],
+        *[(c, QueueCommand) for c in out.commands],
+    ]:
         validated = cls.model_validate(model.model_dump())
         assert validated == model
         assert validated.model_fields_set <= model.model_fields_set | {"schema_version"}

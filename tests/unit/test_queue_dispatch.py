@@ -32,24 +32,48 @@ TIMEOUT = timedelta(seconds=30)
 
 
 def entry(cid: str, priority: int = 50, **kw: Any) -> QueueEntry:
-    return QueueEntry(tenant="t", capture_id=cid, queue="q", priority=priority, created_at=T0,
-                      enqueued_at=T0, **kw)
+    return QueueEntry(
+        tenant="t",
+        capture_id=cid,
+        queue="q",
+        priority=priority,
+        created_at=T0,
+        enqueued_at=T0,
+        **kw,
+    )
 
 
 def cap(cid: str = "k1", credits: int = 1, resource: ResourceOffer | None = None) -> Capacity:
-    return Capacity(capacity_id=cid, tenant="t", queue="q", credits=credits, resource=resource,
-                    occurred_at=T0)
+    return Capacity(
+        capacity_id=cid, tenant="t", queue="q", credits=credits, resource=resource, occurred_at=T0
+    )
 
 
-def cmd(op: QueueCommandOp, e: QueueEntry | None, seq: int, cid: str = "A", **kw: Any) -> QueueCommand:
-    return QueueCommand(op=op, command_id=f"c{seq}", tenant="t", queue="q", capture_id=cid,
-                        item_seq=seq, entry=e, issued_at=T0, **kw)
+def cmd(
+    op: QueueCommandOp, e: QueueEntry | None, seq: int, cid: str = "A", **kw: Any
+) -> QueueCommand:
+    return QueueCommand(
+        op=op,
+        command_id=f"c{seq}",
+        tenant="t",
+        queue="q",
+        capture_id=cid,
+        item_seq=seq,
+        entry=e,
+        issued_at=T0,
+        **kw,
+    )
 
 
 def offer(aid: str = "a1", resource: str | None = "r1") -> Offer:
-    return Offer(assignment_id=aid, capacity_id="k0", resource_id=resource,
-                 resource=ResourceOffer(resource_id=resource) if resource else None,
-                 offered_at=T0, offer_deadline=T0 + TIMEOUT)
+    return Offer(
+        assignment_id=aid,
+        capacity_id="k0",
+        resource_id=resource,
+        resource=ResourceOffer(resource_id=resource) if resource else None,
+        offered_at=T0,
+        offer_deadline=T0 + TIMEOUT,
+    )
 
 
 def test_sorted_key_list_against_sorted() -> None:
@@ -90,7 +114,8 @@ def test_advance_touches_only_due_entries_and_reports_sla_changes() -> None:
     assert q.advance(T0 + timedelta(minutes=29)) == []
     changes = q.advance(T0 + timedelta(minutes=30))
     assert [(c.entry.capture_id, c.sla_before, c.sla_after) for c in changes] == [
-        ("DUE", SlaState.ON_TRACK, SlaState.AT_RISK)]
+        ("DUE", SlaState.ON_TRACK, SlaState.AT_RISK)
+    ]
     assert q.advance(T0 + timedelta(minutes=30)) == []  # idempotent
     assert q.next_wakeup() == T0 + timedelta(hours=1)
 
@@ -98,7 +123,12 @@ def test_advance_touches_only_due_entries_and_reports_sla_changes() -> None:
 def test_advance_reorders_when_a_step_lands() -> None:
     q = QueueIndex()
     q.upsert(entry("STATIC", priority=55), T0)
-    q.upsert(entry("RISING", priority=50, reprioritization={"step": {"add": 10, "every_s": 900, "max": 90}}), T0)
+    q.upsert(
+        entry(
+            "RISING", priority=50, reprioritization={"step": {"add": 10, "every_s": 900, "max": 90}}
+        ),
+        T0,
+    )
     assert [s.entry.capture_id for s in q.ordered()] == ["STATIC", "RISING"]
     q.advance(T0 + timedelta(minutes=15))
     assert [s.entry.capture_id for s in q.ordered()] == ["RISING", "STATIC"]
@@ -119,15 +149,30 @@ def test_offer_deadline_times_out_in_advance() -> None:
 def test_update_keeps_a_live_offer_it_does_not_name() -> None:
     live = entry("A").model_copy(update={"offer": offer()})
     r = apply_command(live, cmd(QueueCommandOp.UPDATE, entry("A", 70), 2))
-    assert r.entry is not None and r.entry.offer == offer() and r.entry.priority == 70 and r.freed is None
+    assert (
+        r.entry is not None
+        and r.entry.offer == offer()
+        and r.entry.priority == 70
+        and r.freed is None
+    )
 
 
 def test_update_naming_the_offer_clears_it_and_returns_capacity_only_when_asked() -> None:
     live = entry("A").model_copy(update={"offer": offer()})
-    declined = apply_command(live, cmd(QueueCommandOp.UPDATE, entry("A"), 2, release_assignment_id="a1"))
+    declined = apply_command(
+        live, cmd(QueueCommandOp.UPDATE, entry("A"), 2, release_assignment_id="a1")
+    )
     assert declined.entry is not None and declined.entry.offer is None and declined.freed is None
-    revoked = apply_command(live, cmd(QueueCommandOp.UPDATE, entry("A", held=True), 2,
-                                      release_assignment_id="a1", return_capacity=True))
+    revoked = apply_command(
+        live,
+        cmd(
+            QueueCommandOp.UPDATE,
+            entry("A", held=True),
+            2,
+            release_assignment_id="a1",
+            return_capacity=True,
+        ),
+    )
     assert revoked.freed == offer()
 
 
@@ -135,10 +180,20 @@ def test_update_naming_the_offer_clears_it_and_returns_capacity_only_when_asked(
     ("release", "return_capacity", "freed"),
     [(None, False, True), ("a1", True, True), ("a1", False, False), ("other", False, True)],
 )
-def test_remove_of_an_offered_entry(release: str | None, return_capacity: bool, freed: bool) -> None:
+def test_remove_of_an_offered_entry(
+    release: str | None, return_capacity: bool, freed: bool
+) -> None:
     live = entry("A").model_copy(update={"offer": offer()})
-    r = apply_command(live, cmd(QueueCommandOp.REMOVE, None, 2, release_assignment_id=release,
-                                return_capacity=return_capacity))
+    r = apply_command(
+        live,
+        cmd(
+            QueueCommandOp.REMOVE,
+            None,
+            2,
+            release_assignment_id=release,
+            return_capacity=return_capacity,
+        ),
+    )
     assert r.entry is None and r.changed and (r.freed is not None) is freed
 
 
@@ -151,7 +206,9 @@ def test_stale_and_empty_commands_are_ignored() -> None:
 
 def test_update_keeps_exclusions_enqueue_replaces_them() -> None:
     current = entry("A", excluded_resources=["r1"])
-    upd = apply_command(current, cmd(QueueCommandOp.UPDATE, entry("A", excluded_resources=["r2"]), 2))
+    upd = apply_command(
+        current, cmd(QueueCommandOp.UPDATE, entry("A", excluded_resources=["r2"]), 2)
+    )
     assert upd.entry is not None and upd.entry.excluded_resources == ["r2", "r1"]
     enq = apply_command(current, cmd(QueueCommandOp.ENQUEUE, entry("A"), 2))
     assert enq.entry is not None and enq.entry.excluded_resources == []
@@ -183,7 +240,9 @@ def test_returned_capacity_is_the_same_resource() -> None:
         ({"media_type": "voice"}, ResourceOffer(resource_id="r1", media_types=[]), None),
     ],
 )
-def test_skip_reasons(kw: dict[str, Any], resource: ResourceOffer | None, reason: str | None) -> None:
+def test_skip_reasons(
+    kw: dict[str, Any], resource: ResourceOffer | None, reason: str | None
+) -> None:
     if kw.get("offer") == "live":
         kw = {"offer": offer()}
     assert skip_reason(entry("A", **kw), resource, T0) == reason
@@ -196,13 +255,22 @@ def test_dispatch_takes_the_best_eligible_items_up_to_capacity() -> None:
     q.upsert(entry("B", 80), T0)
     q.upsert(entry("C", 70), T0)
     q.upsert(entry("D", 60), T0)
-    r = dispatch(q, cap(credits=5, resource=ResourceOffer(resource_id="r1", skills=["en"], slots=2)), T0, TIMEOUT)
+    r = dispatch(
+        q,
+        cap(credits=5, resource=ResourceOffer(resource_id="r1", skills=["en"], slots=2)),
+        T0,
+        TIMEOUT,
+    )
     assert [a.capture_id for a in r.assignments] == ["B", "C"]
     a = r.assignments[0]
     assert a.resource_id == "r1" and a.offer_deadline == T0 + TIMEOUT
     assert a.assignment_id == assignment_id("t", "q", "B", 0, "k1")
-    assert [e.offer.assignment_id for e in r.entries if e.offer] == [x.assignment_id for x in r.assignments]
-    assert [ev.assignment.assignment_id for ev in r.events if ev.assignment] == [x.assignment_id for x in r.assignments]
+    assert [e.offer.assignment_id for e in r.entries if e.offer] == [
+        x.assignment_id for x in r.assignments
+    ]
+    assert [ev.assignment.assignment_id for ev in r.events if ev.assignment] == [
+        x.assignment_id for x in r.assignments
+    ]
     assert {t.name for t in a.breakdown} >= {"priority", "age"}
 
 

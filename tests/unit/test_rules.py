@@ -83,7 +83,9 @@ sla:
 
 
 def classify(attrs: dict[str, Any] | None = None, **fields: Any):  # type: ignore[no-untyped-def]
-    return parse_rules(STAGED, "staged.yaml").classify(WorkItemFields(attributes=attrs, **fields), T0)
+    return parse_rules(STAGED, "staged.yaml").classify(
+        WorkItemFields(attributes=attrs, **fields), T0
+    )
 
 
 def test_stages_run_in_order_and_later_stages_see_earlier_outputs() -> None:
@@ -107,7 +109,9 @@ def test_map_default_and_missing_marker() -> None:
 
 
 def test_source_values_win_unless_the_rule_overrides() -> None:
-    c = classify({"amount": 5000}, category="x", customer_segment="gold", priority=10, business_value=1)
+    c = classify(
+        {"amount": 5000}, category="x", customer_segment="gold", priority=10, business_value=1
+    )
     assert c.fields.priority == 10  # the source said 10; `vip` does not override
     c = classify({"amount": 5000}, category="x", business_value=1)
     assert c.fields.business_value == 75  # `amount` overrides
@@ -140,13 +144,17 @@ def test_reprioritization_and_sla_policy_resolved_into_the_entry_dict() -> None:
 
 
 def test_no_queue_is_an_error_for_the_item() -> None:
-    rules = parse_rules("rules_version: 1\nclassification: {global: [{name: a, when: {category: x}, set: {queue: q}}]}")
+    rules = parse_rules(
+        "rules_version: 1\nclassification: {global: [{name: a, when: {category: x}, set: {queue: q}}]}"
+    )
     c = rules.classify(WorkItemFields(category="y"), T0)
     assert c.fields.queue is None and c.error is not None
 
 
 def test_text_priority_from_a_source_is_not_copied_into_an_int_field() -> None:
-    rules = parse_rules("rules_version: 1\nprioritization: [{name: p, set: {priority: {from: attributes.p}}}]")
+    rules = parse_rules(
+        "rules_version: 1\nprioritization: [{name: p, set: {priority: {from: attributes.p}}}]"
+    )
     assert rules.classify(WorkItemFields(attributes={"p": "7"}), T0).fields.priority == 7
     assert rules.classify(WorkItemFields(attributes={"p": "high"}), T0).fields.priority == 0
 
@@ -156,31 +164,71 @@ def test_text_priority_from_a_source_is_not_copied_into_an_int_field() -> None:
     [
         ("rules_version: 1\nbogus: 1", "bogus", "Extra inputs"),
         ("classification: {}", "rules_version", "Field required"),
-        ("rules_version: 1\nclassification: {global: [{name: a, when: {prio: 1}}]}",
-         "classification.global[0].when.prio", "unknown field 'prio'"),
-        ("rules_version: 1\nclassification: {global: [{name: a, when: {category: {like: x}}}]}",
-         "classification.global[0].when.category.like", "unknown operator 'like'"),
-        ("rules_version: 1\nprioritization: [{name: a, when: {category: {regex: '('}}}]",
-         "prioritization[0].when.category.regex", "invalid regular expression"),
-        ("rules_version: 1\nprioritization: [{name: a, when: {priority: {gt: high}}}]",
-         "prioritization[0].when.priority.gt", "needs a number"),
-        ("rules_version: 1\nprioritization: [{name: a, set: {queue: q}}]",
-         "prioritization[0].set.queue", "cannot set 'queue' here"),
-        ("rules_version: 1\nprioritization: [{name: a, set: {priority: high}}]",
-         "prioritization[0].set.priority", "must be an integer"),
-        ("rules_version: 1\nclassification: {process: [{name: a, set: {due_in: soon}}]}",
-         "classification.process[0].set.due_in", "is not a duration"),
-        ("rules_version: 1\nclassification: {global: [{name: a, set: {calendar: nope}}]}",
-         "classification.global[0].set.calendar", "not defined"),
-        ("rules_version: 1\ncalendars: {c: {timezone: Mars/X, hours: {all: '00:00-24:00'}}}",
-         "calendars.c", "unknown time zone"),
-        ("rules_version: 1\nprioritization: [{name: a}, {name: a}]", "prioritization[1].name", "used twice"),
-        ("rules_version: 1\nclassification: {global: [{name: a, set: {queue: {from: attributes.x, map: {a: 1}}}}]}",
-         "classification.global[0].set.queue.map.a", "must be a string"),
-        ("rules_version: 1\nreprioritization: [{name: a, step: {add: 1, every: 0m, up_to: 5}}]",
-         "reprioritization[0].step.every", "must be positive"),
-        ("rules_version: 1\nprioritization: [{name: a, when: {attributes.x: {}}}]",
-         "prioritization[0].when['attributes.x']", "empty condition"),
+        (
+            "rules_version: 1\nclassification: {global: [{name: a, when: {prio: 1}}]}",
+            "classification.global[0].when.prio",
+            "unknown field 'prio'",
+        ),
+        (
+            "rules_version: 1\nclassification: {global: [{name: a, when: {category: {like: x}}}]}",
+            "classification.global[0].when.category.like",
+            "unknown operator 'like'",
+        ),
+        (
+            "rules_version: 1\nprioritization: [{name: a, when: {category: {regex: '('}}}]",
+            "prioritization[0].when.category.regex",
+            "invalid regular expression",
+        ),
+        (
+            "rules_version: 1\nprioritization: [{name: a, when: {priority: {gt: high}}}]",
+            "prioritization[0].when.priority.gt",
+            "needs a number",
+        ),
+        (
+            "rules_version: 1\nprioritization: [{name: a, set: {queue: q}}]",
+            "prioritization[0].set.queue",
+            "cannot set 'queue' here",
+        ),
+        (
+            "rules_version: 1\nprioritization: [{name: a, set: {priority: high}}]",
+            "prioritization[0].set.priority",
+            "must be an integer",
+        ),
+        (
+            "rules_version: 1\nclassification: {process: [{name: a, set: {due_in: soon}}]}",
+            "classification.process[0].set.due_in",
+            "is not a duration",
+        ),
+        (
+            "rules_version: 1\nclassification: {global: [{name: a, set: {calendar: nope}}]}",
+            "classification.global[0].set.calendar",
+            "not defined",
+        ),
+        (
+            "rules_version: 1\ncalendars: {c: {timezone: Mars/X, hours: {all: '00:00-24:00'}}}",
+            "calendars.c",
+            "unknown time zone",
+        ),
+        (
+            "rules_version: 1\nprioritization: [{name: a}, {name: a}]",
+            "prioritization[1].name",
+            "used twice",
+        ),
+        (
+            "rules_version: 1\nclassification: {global: [{name: a, set: {queue: {from: attributes.x, map: {a: 1}}}}]}",
+            "classification.global[0].set.queue.map.a",
+            "must be a string",
+        ),
+        (
+            "rules_version: 1\nreprioritization: [{name: a, step: {add: 1, every: 0m, up_to: 5}}]",
+            "reprioritization[0].step.every",
+            "must be positive",
+        ),
+        (
+            "rules_version: 1\nprioritization: [{name: a, when: {attributes.x: {}}}]",
+            "prioritization[0].when['attributes.x']",
+            "empty condition",
+        ),
         ("rules_version: [1\n", "line 2, column 1", "not valid YAML"),
         ("- just a list", "(document)", "is a mapping"),
     ],
@@ -209,14 +257,27 @@ def test_load_rules_from_file_and_missing_file(tmp_path: Path) -> None:
 
 def test_bundled_servicenow_rules_classify_the_real_columns() -> None:
     rules = load_bundled_rules("servicenow")
-    row = {"priority": "1 - Critical", "assignment_group": "Group 70", "category": "Category 53",
-           "impact": "1 - High", "urgency": "1 - High", "contact_type": "Phone"}
+    row = {
+        "priority": "1 - Critical",
+        "assignment_group": "Group 70",
+        "category": "Category 53",
+        "impact": "1 - High",
+        "urgency": "1 - High",
+        "contact_type": "Phone",
+    }
     c = rules.classify(WorkItemFields(attributes=row), T0)
     f = c.fields
     assert (f.queue, f.priority, f.business_value, f.skills, f.media_type) == (
-        "sn-service-desk", 100, 100, ["network"], "voice")
+        "sn-service-desk",
+        100,
+        100,
+        ["network"],
+        "voice",
+    )
     assert f.due_at == T0 + timedelta(hours=4)  # critical: 4 h around the clock
-    unknown_group = rules.classify(WorkItemFields(attributes={**row, "assignment_group": "Group 56"}), T0)
+    unknown_group = rules.classify(
+        WorkItemFields(attributes={**row, "assignment_group": "Group 56"}), T0
+    )
     assert unknown_group.fields.queue == "sn-general"
     no_group = rules.classify(WorkItemFields(attributes={**row, "assignment_group": "?"}), T0)
     assert no_group.fields.queue is None and no_group.error
@@ -226,11 +287,21 @@ def test_bundled_servicenow_rules_classify_the_real_columns() -> None:
 
 def test_bundled_nyc311_rules_route_by_agency_and_keep_source_due_dates() -> None:
     rules = load_bundled_rules("nyc311")
-    row = {"agency": "HPD", "complaint_type": "HEAT/HOT WATER", "descriptor": "ENTIRE BUILDING",
-           "borough": "BRONX", "open_data_channel_type": "PHONE"}
+    row = {
+        "agency": "HPD",
+        "complaint_type": "HEAT/HOT WATER",
+        "descriptor": "ENTIRE BUILDING",
+        "borough": "BRONX",
+        "open_data_channel_type": "PHONE",
+    }
     f = rules.classify(WorkItemFields(attributes=row), T0).fields
     assert (f.department, f.queue, f.category, f.priority, f.media_type) == (
-        "HPD", "nyc-hpd", "HEAT/HOT WATER", 80, "voice")
+        "HPD",
+        "nyc-hpd",
+        "HEAT/HOT WATER",
+        80,
+        "voice",
+    )
     assert f.skills == ["heat-hot-water"]
     due = datetime(2024, 5, 16, 5, 27, tzinfo=UTC)
     f = rules.classify(WorkItemFields(attributes={**row, "agency": "DSNY"}, due_at=due), T0).fields

@@ -15,8 +15,14 @@ NO_AGE = Weights(age_per_hour=0)
 
 
 def entry(cid: str = "A", **kw: Any) -> QueueEntry:
-    base: dict[str, Any] = {"tenant": "t", "capture_id": cid, "queue": "q", "priority": 50,
-                            "created_at": T0, "enqueued_at": T0}
+    base: dict[str, Any] = {
+        "tenant": "t",
+        "capture_id": cid,
+        "queue": "q",
+        "priority": 50,
+        "created_at": T0,
+        "enqueued_at": T0,
+    }
     base.update(kw)
     return QueueEntry(**base)
 
@@ -32,14 +38,32 @@ def order(entries: list[QueueEntry], now: datetime = T0, weights: Weights = NO_A
     ("name", "entries", "expected"),
     [
         ("priority first", [entry("A", priority=10), entry("B", priority=20)], ["B", "A"]),
-        ("then business value", [entry("A", business_value=1), entry("B", business_value=9)], ["B", "A"]),
-        ("then earlier due", [entry("A", due_at=T0 + timedelta(days=2)), entry("B", due_at=T0 + timedelta(days=1))],
-         ["B", "A"]),
-        ("a due time beats none", [entry("A"), entry("B", due_at=T0 + timedelta(days=9))], ["B", "A"]),
-        ("then older", [entry("A", created_at=T0), entry("B", created_at=T0 - timedelta(seconds=1))], ["B", "A"]),
+        (
+            "then business value",
+            [entry("A", business_value=1), entry("B", business_value=9)],
+            ["B", "A"],
+        ),
+        (
+            "then earlier due",
+            [entry("A", due_at=T0 + timedelta(days=2)), entry("B", due_at=T0 + timedelta(days=1))],
+            ["B", "A"],
+        ),
+        (
+            "a due time beats none",
+            [entry("A"), entry("B", due_at=T0 + timedelta(days=9))],
+            ["B", "A"],
+        ),
+        (
+            "then older",
+            [entry("A", created_at=T0), entry("B", created_at=T0 - timedelta(seconds=1))],
+            ["B", "A"],
+        ),
         ("then capture id", [entry("B"), entry("A")], ["A", "B"]),
-        ("business value weighs 0.1", [entry("A", priority=11), entry("B", priority=10, business_value=9)],
-         ["A", "B"]),
+        (
+            "business value weighs 0.1",
+            [entry("A", priority=11), entry("B", priority=10, business_value=9)],
+            ["A", "B"],
+        ),
     ],
 )
 def test_tie_breaks(name: str, entries: list[QueueEntry], expected: list[str]) -> None:
@@ -60,8 +84,12 @@ def test_age_does_not_reorder_by_itself_over_time() -> None:
     assert order([a, b], T0, w) == order([a, b], T0 + timedelta(days=30), w)
 
 
-STEP = {"step": {"add": 10, "every_s": 900, "max": 100}, "jumps": [{"within_s": 3600, "priority": 90}],
-        "max": 95, "at_risk_s": 1800}
+STEP = {
+    "step": {"add": 10, "every_s": 900, "max": 100},
+    "jumps": [{"within_s": 3600, "priority": 90}],
+    "max": 95,
+    "at_risk_s": 1800,
+}
 
 
 @pytest.mark.parametrize(
@@ -75,7 +103,10 @@ def test_steps_jumps_and_max(minutes: int, priority: int) -> None:
 
 
 def test_jump_relative_to_due() -> None:
-    e = entry(reprioritization={"jumps": [{"within_s": 3600, "priority": 90}]}, due_at=T0 + timedelta(hours=3))
+    e = entry(
+        reprioritization={"jumps": [{"within_s": 3600, "priority": 90}]},
+        due_at=T0 + timedelta(hours=3),
+    )
     assert score(e, T0 + timedelta(hours=1, minutes=59)).priority == 50
     assert score(e, T0 + timedelta(hours=2)).priority == 90
 
@@ -87,20 +118,33 @@ def test_max_never_lowers_the_base_priority() -> None:
 
 def test_steps_in_business_time() -> None:
     office = BusinessCalendar.build("office", "UTC", {"mon-fri": "09:00-17:00"})
-    e = entry(created_at=datetime(2024, 3, 1, 16, tzinfo=UTC), calendar="office",
-              reprioritization={"step": {"add": 10, "every_s": 3600, "max": 100, "business": True}})
+    e = entry(
+        created_at=datetime(2024, 3, 1, 16, tzinfo=UTC),
+        calendar="office",
+        reprioritization={"step": {"add": 10, "every_s": 3600, "max": 100, "business": True}},
+    )
     # Friday 16:00 + Saturday and Sunday: only one working hour has passed.
     assert score(e, datetime(2024, 3, 3, 12, tzinfo=UTC), office).priority == 60
-    assert next_change(e, datetime(2024, 3, 1, 17, 30, tzinfo=UTC), office) == datetime(2024, 3, 4, 10, tzinfo=UTC)
+    assert next_change(e, datetime(2024, 3, 1, 17, 30, tzinfo=UTC), office) == datetime(
+        2024, 3, 4, 10, tzinfo=UTC
+    )
 
 
 @pytest.mark.parametrize(
     ("minutes", "state"),
-    [(0, SlaState.ON_TRACK), (90, SlaState.AT_RISK), (120, SlaState.BREACHED), (180, SlaState.EXPIRED)],
+    [
+        (0, SlaState.ON_TRACK),
+        (90, SlaState.AT_RISK),
+        (120, SlaState.BREACHED),
+        (180, SlaState.EXPIRED),
+    ],
 )
 def test_sla_states(minutes: int, state: SlaState) -> None:
-    e = entry(due_at=T0 + timedelta(hours=2), expire_at=T0 + timedelta(hours=3),
-              reprioritization={"at_risk_s": 1800})
+    e = entry(
+        due_at=T0 + timedelta(hours=2),
+        expire_at=T0 + timedelta(hours=3),
+        reprioritization={"at_risk_s": 1800},
+    )
     assert score(e, T0 + timedelta(minutes=minutes)).sla_state is state
 
 
@@ -115,8 +159,11 @@ def test_breakdown_adds_up_and_explains() -> None:
 
 
 def test_next_change_walks_every_instant_then_goes_quiet() -> None:
-    e = entry(reprioritization={"step": {"add": 10, "every_s": 900, "max": 70}, "at_risk_s": 3600},
-              due_at=T0 + timedelta(hours=3), expire_at=T0 + timedelta(hours=5))
+    e = entry(
+        reprioritization={"step": {"add": 10, "every_s": 900, "max": 70}, "at_risk_s": 3600},
+        due_at=T0 + timedelta(hours=3),
+        expire_at=T0 + timedelta(hours=5),
+    )
     seen, t = [], T0
     while (n := next_change(e, t)) is not None:
         seen.append(n - T0)
