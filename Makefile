@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: install test test-unit test-integration lint format demo bench bench-domain kafka-start kafka-stop clean
 
@@ -40,6 +41,9 @@ demo: install  ## the main job: real ServiceNow incidents through the engine, li
 
 bench-domain: install  ## pure domain figures: scoring, next-change, index, tick, dispatch
 	$(BIN)/python bench/bench_domain.py
+
+bench: install  ## pipeline figures on a real broker, ~10 min (BENCH_ARGS=--quick: ~2 min, --full: 1M items)
+	$(BIN)/python bench/bench_pipeline.py $(BENCH_ARGS)
 
 kafka-start: install  ## a local Apache Kafka (KRaft) for manual runs; prints its address
 	$(BIN)/iwd-stream kafka start
