@@ -36,7 +36,7 @@ from iwd_stream.domain.workitem import assigned_event, released_event, sla_event
 from iwd_stream.errors import DecodeError
 from iwd_stream.kafka.producer import murmur2_partition
 from iwd_stream.observability.metrics import Metrics
-from iwd_stream.streaming.results import Output, Result, dead_letter
+from iwd_stream.streaming.results import Output, Result, dead_letter, revoked_notice
 from iwd_stream.topics import TopicNames
 
 STAGE = "queues"
@@ -217,7 +217,15 @@ class QueuesProcessor:
             freed = outcome.freed
             self.metrics.assignments.labels(cmd.tenant, "revoked").inc()
             result.outputs.append(
-                self._revoked_notice(cmd, freed.assignment_id, freed.resource_id, now)
+                revoked_notice(
+                    self.names,
+                    cmd.tenant,
+                    cmd.queue,
+                    cmd.capture_id,
+                    freed.assignment_id,
+                    freed.resource_id,
+                    now,
+                )
             )
             self._dispatch(
                 index, capacity_from_offer(freed, cmd.tenant, cmd.queue, now), now, result
@@ -395,27 +403,6 @@ class QueuesProcessor:
     def _assignment_output(self, assignment: Assignment) -> Output:
         key = queue_key(assignment.tenant, assignment.queue).encode()
         return Output(self.names.assignments, key, encode(assignment))
-
-    def _revoked_notice(
-        self, cmd: QueueCommand, assignment_id: str, resource_id: str | None, now: datetime
-    ) -> Output:
-        notice = Assignment(
-            assignment_id=assignment_id,
-            capacity_id="",
-            tenant=cmd.tenant,
-            queue=cmd.queue,
-            capture_id=cmd.capture_id,
-            resource_id=resource_id,
-            offered_at=now,
-            offer_deadline=now,
-            score=0.0,
-            breakdown=[],
-            priority=0,
-            business_value=0,
-            sla_state=SlaState.ON_TRACK,
-            status="revoked",
-        )
-        return self._assignment_output(notice)
 
     def _event_output(self, event: Any) -> Output:
         return Output(

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from iwd_stream.contracts import DeadLetter, encode
+from iwd_stream.contracts import Assignment, DeadLetter, SlaState, encode, queue_key
 from iwd_stream.errors import DecodeError
 from iwd_stream.topics import TopicNames
 
@@ -58,3 +58,32 @@ def dead_letter(
         at=now,
     )
     return Output(names.deadletter, key, encode(record))
+
+
+def revoked_notice(
+    names: TopicNames,
+    tenant: str,
+    queue: str,
+    capture_id: str,
+    assignment_id: str,
+    resource_id: str | None,
+    now: datetime,
+) -> Output:
+    """Tell routing consumers an offer is void (``status: revoked``): drop it, do not answer."""
+    notice = Assignment(
+        assignment_id=assignment_id,
+        capacity_id="",
+        tenant=tenant,
+        queue=queue,
+        capture_id=capture_id,
+        resource_id=resource_id,
+        offered_at=now,
+        offer_deadline=now,
+        score=0.0,
+        breakdown=[],
+        priority=0,
+        business_value=0,
+        sla_state=SlaState.ON_TRACK,
+        status="revoked",
+    )
+    return Output(names.assignments, queue_key(tenant, queue).encode(), encode(notice))

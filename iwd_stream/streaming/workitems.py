@@ -41,7 +41,7 @@ from iwd_stream.contracts import (
 from iwd_stream.domain.workitem import ENGINE_SOURCE, apply
 from iwd_stream.errors import DecodeError
 from iwd_stream.observability.metrics import Metrics
-from iwd_stream.streaming.results import Output, Result, dead_letter
+from iwd_stream.streaming.results import Output, Result, dead_letter, revoked_notice
 from iwd_stream.topics import TopicNames
 
 STAGE = "workitems"
@@ -190,6 +190,22 @@ class WorkitemsProcessor:
         result.writes.append((key, orjson.dumps(new_envelope)))
         for record in outcome.history:
             result.outputs.append(Output(self.names.history, key, encode(record)))
+            superseded = record.detail.get("superseded")
+            if isinstance(superseded, str) and envelope is not None:
+                # The queue lost this offer in a crash and made a new one; the routing consumer
+                # that received the old one must drop it.
+                before = envelope["item"]
+                result.outputs.append(
+                    revoked_notice(
+                        self.names,
+                        outcome.item.tenant,
+                        before.get("assignment_queue") or outcome.item.in_queue or "unknown",
+                        outcome.item.capture_id,
+                        superseded,
+                        before.get("assigned_resource"),
+                        now,
+                    )
+                )
         for cmd in outcome.commands:
             result.outputs.append(self._command_output(cmd))
 
