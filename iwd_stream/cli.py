@@ -22,6 +22,17 @@ def settings_debug() -> bool:
     return Settings.debug_enabled()
 
 
+def _port(text: str) -> int:
+    """argparse type: a TCP port number."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 1..65535")
+    return port
+
+
 def _err(message: str) -> None:
     print(f"iwd-stream: error: {message}", file=sys.stderr)
 
@@ -68,7 +79,7 @@ def _add_kafka(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "(cached outside the repository) on this machine's Java 17+.",
     )
     p.add_argument("action", choices=["start", "stop", "status"])
-    p.add_argument("--port", type=int, default=None, help="client port (default: a free one)")
+    p.add_argument("--port", type=_port, default=None, help="client port (default: a free one)")
     p.add_argument(
         "--keep-data", action="store_true", help="on stop, keep the broker's data directory"
     )
@@ -151,7 +162,7 @@ def _add_worker(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "and --web-port. SIGTERM stops it cleanly.",
     )
     p.add_argument("--data-dir", type=Path, default=None, help="table storage (default var/worker)")
-    p.add_argument("--web-port", type=int, default=None, help="HTTP port (default 6066)")
+    p.add_argument("--web-port", type=_port, default=None, help="HTTP port (default 6066)")
     p.add_argument("--log-level", default=None, choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--rules", type=Path, default=None, help="rules file or folder (default: bundled)"
@@ -253,7 +264,7 @@ def _add_capture_api(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     p.add_argument("--api-keys", required=True, type=Path, help="YAML/JSON file: tenant -> key(s)")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=_port, default=8080)
     p.add_argument("--worker-url", default=None, help="a worker's URL, to answer status reads")
     p.set_defaults(handler=cmd_capture_api)
 
@@ -305,10 +316,13 @@ def _add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def cmd_connect_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from iwd_stream.connectors.kafka_source import run_kafka_source
+    from iwd_stream.kafka.admin import partition_counts
     from iwd_stream.kafka.producer import make_producer
     from iwd_stream.topics import TopicNames
 
     bootstrap = resolve_bootstrap(settings)
+    if args.source_topic not in partition_counts(bootstrap, [args.source_topic]):
+        raise IwdError(f"source topic {args.source_topic!r} does not exist on {bootstrap}")
     summary = run_kafka_source(
         bootstrap,
         args.source_topic,

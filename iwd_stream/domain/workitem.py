@@ -893,13 +893,14 @@ _RELEASE_STATES = frozenset(
 def _apply_sla(item: WorkItem, event: LifecycleEvent, now: datetime) -> Outcome:
     etype = event.type.value
     if item.status in FINAL_STATUSES:
-        return _reject_engine(
+        # The clock ran on for an item that has just ended: nothing to record.
+        return _not_applied(
             item,
             event.event_id,
             etype,
+            HistoryOutcome.UNCHANGED,
             event.occurred_at,
             now,
-            Rejection.ITEM_FINAL,
             f"sla: item is {item.status.value}",
         )
     policy = Reprioritization.from_dict(item.reprioritization)

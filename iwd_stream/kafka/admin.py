@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import KafkaException
@@ -19,7 +20,7 @@ def create_topics(
     timeout_s: float = 30.0,
 ) -> list[str]:
     """Create topics that do not exist yet; return the names created. Existing ones are kept."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = _admin(bootstrap_servers)
     try:
         existing = set(admin.list_topics(timeout=timeout_s).topics)
     except KafkaException as exc:
@@ -44,14 +45,32 @@ def create_topics(
             if exc.args and exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
                 continue
             raise BrokerError(f"could not create topic {name}: {exc}") from exc
+    _wait_visible(admin, wanted, timeout_s)
     return created
+
+
+def _admin(bootstrap_servers: str) -> AdminClient:
+    # log_level 2: librdkafka would otherwise print a line per failed connection attempt; the
+    # caller turns the failure into one clear error.
+    return AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 2})
+
+
+def _wait_visible(admin: AdminClient, names: list[str], timeout_s: float) -> None:
+    """Wait until new topics show in metadata with their partitions (creation is async)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=timeout_s).topics
+        if all(n in topics and topics[n].partitions and not topics[n].error for n in names):
+            return
+        time.sleep(0.2)
+    raise BrokerError(f"topics not visible {timeout_s:.0f}s after creation: {', '.join(names)}")
 
 
 def partition_counts(
     bootstrap_servers: str, names: Iterable[str], timeout_s: float = 10.0
 ) -> dict[str, int]:
     """Return the partition count of each named topic that exists."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = _admin(bootstrap_servers)
     try:
         md = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:

@@ -178,7 +178,7 @@ class WorkitemsProcessor:
             self._reject_input(
                 origin, outcome.rejection.value, outcome.history[-1].reason or "", now, result
             )
-        self._count(outcome.item, message, outcome.result)
+        self._count(outcome.item, message, outcome.result, envelope)
         history = [h.model_dump(mode="json") for h in outcome.history]
         tail = (envelope["history"] if envelope else []) + history
         commands = [c.model_dump(mode="json") for c in outcome.commands]
@@ -210,13 +210,20 @@ class WorkitemsProcessor:
             result.outputs.append(self._command_output(cmd))
 
     def _count(
-        self, item: WorkItem, message: LifecycleEvent | AssignmentResponse, outcome: HistoryOutcome
+        self,
+        item: WorkItem,
+        message: LifecycleEvent | AssignmentResponse,
+        outcome: HistoryOutcome,
+        envelope: dict[str, Any] | None,
     ) -> None:
         if outcome is not HistoryOutcome.APPLIED:
             return
         if isinstance(message, AssignmentResponse):
             self.metrics.assignments.labels(item.tenant, message.outcome.value).inc()
-        elif message.type is EventType.SLA:
+        # Any applied event can move the SLA state (an update moves due_at; an item may be
+        # created already late): count the transition wherever it happens.
+        before = envelope["item"]["sla_state"] if envelope else SlaState.ON_TRACK.value
+        if item.sla_state.value != before and item.sla_state is not SlaState.ON_TRACK:
             self.metrics.sla_transitions.labels(item.tenant, item.sla_state.value).inc()
             if item.sla_state is SlaState.BREACHED:
                 self.metrics.sla_breaches.labels(item.tenant).inc()
