@@ -39,8 +39,12 @@ from iwd_stream.domain import (
 from iwd_stream.domain.scoring import score_scorable
 
 T0 = datetime(2024, 3, 4, 9, tzinfo=UTC)
-POLICY = {"step": {"add": 10, "every_s": 900, "max": 100}, "jumps": [{"within_s": 3600, "priority": 90}],
-          "max": 100, "at_risk_s": 1800}
+POLICY = {
+    "step": {"add": 10, "every_s": 900, "max": 100},
+    "jumps": [{"within_s": 3600, "priority": 90}],
+    "max": 100,
+    "at_risk_s": 1800,
+}
 
 
 def entries(n: int, *, quiet: bool = False, seed: int = 1) -> list[QueueEntry]:
@@ -48,13 +52,19 @@ def entries(n: int, *, quiet: bool = False, seed: int = 1) -> list[QueueEntry]:
     out = []
     for i in range(n):
         created = T0 - timedelta(seconds=rnd.randrange(86_400))
-        out.append(QueueEntry(
-            tenant="bench", capture_id=f"INC{i:08d}", queue="q",
-            priority=rnd.randrange(0, 100), business_value=rnd.randrange(0, 100),
-            created_at=created, enqueued_at=created,
-            due_at=None if quiet else created + timedelta(hours=rnd.randrange(1, 48)),
-            reprioritization={} if quiet else POLICY,
-        ))
+        out.append(
+            QueueEntry(
+                tenant="bench",
+                capture_id=f"INC{i:08d}",
+                queue="q",
+                priority=rnd.randrange(0, 100),
+                business_value=rnd.randrange(0, 100),
+                created_at=created,
+                enqueued_at=created,
+                due_at=None if quiet else created + timedelta(hours=rnd.randrange(1, 48)),
+                reprioritization={} if quiet else POLICY,
+            )
+        )
     return out
 
 
@@ -94,7 +104,11 @@ def bench_index(es: list[QueueEntry]) -> None:
     print("ordered index")
     q = QueueIndex()
     rate("inserts (upsert into a growing queue)", n, lambda: [q.upsert(e, NOW) for e in es])
-    rate("re-keys (upsert of an existing entry)", n // 4, lambda: [q.upsert(e, NOW) for e in es[: n // 4]])
+    rate(
+        "re-keys (upsert of an existing entry)",
+        n // 4,
+        lambda: [q.upsert(e, NOW) for e in es[: n // 4]],
+    )
 
     def pop_best(k: int) -> None:
         for _ in range(k):
@@ -109,7 +123,11 @@ def bench_ticks(quiet_items: int) -> None:
     quiet = QueueIndex()
     quiet_entries = entries(quiet_items, quiet=True, seed=2)
     settle()
-    rate("inserts of quiet entries", quiet_items, lambda: [quiet.upsert(e, NOW) for e in quiet_entries])
+    rate(
+        "inserts of quiet entries",
+        quiet_items,
+        lambda: [quiet.upsert(e, NOW) for e in quiet_entries],
+    )
     settle()
     ticks = 10_000
     start = time.perf_counter()
@@ -122,8 +140,10 @@ def bench_ticks(quiet_items: int) -> None:
     start = time.perf_counter()
     changes = quiet.advance(NOW + timedelta(hours=2))
     took = time.perf_counter() - start
-    print(f"  {'tick, 1,000 of them due (re-key + SLA changes)':<52} {took * 1e3:>14,.2f} ms per tick"
-          f"   ({len(changes)} SLA changes)")
+    print(
+        f"  {'tick, 1,000 of them due (re-key + SLA changes)':<52} {took * 1e3:>14,.2f} ms per tick"
+        f"   ({len(changes)} SLA changes)"
+    )
 
 
 def bench_dispatch(es: list[QueueEntry]) -> None:
@@ -131,32 +151,73 @@ def bench_dispatch(es: list[QueueEntry]) -> None:
     dq = QueueIndex()
     for e in es:
         dq.upsert(e, NOW)
-    caps = [Capacity(capacity_id=f"k{i}", tenant="bench", queue="q", credits=1, occurred_at=NOW)
-            for i in range(20_000)]
+    caps = [
+        Capacity(capacity_id=f"k{i}", tenant="bench", queue="q", credits=1, occurred_at=NOW)
+        for i in range(20_000)
+    ]
     settle()
-    rate("capacity messages dispatched (1 credit each)", len(caps),
-         lambda: [dispatch(dq, c, NOW, timedelta(seconds=30)) for c in caps])
+    rate(
+        "capacity messages dispatched (1 credit each)",
+        len(caps),
+        lambda: [dispatch(dq, c, NOW, timedelta(seconds=30)) for c in caps],
+    )
 
 
 def bench_lifecycle() -> None:
     print("lifecycle (workitems stage, bundled ServiceNow rules)")
     rules = load_bundled_rules("servicenow")
-    row = {"priority": "3 - Moderate", "assignment_group": "Group 70", "category": "Category 53",
-           "impact": "2 - Medium", "urgency": "2 - Medium", "contact_type": "Phone"}
+    row = {
+        "priority": "3 - Moderate",
+        "assignment_group": "Group 70",
+        "category": "Category 53",
+        "impact": "2 - Medium",
+        "urgency": "2 - Medium",
+        "contact_type": "Phone",
+    }
     m = 20_000
-    creates = [LifecycleEvent(type=EventType.CREATE, event_id=f"c{i}", tenant="servicenow",
-                              capture_id=f"INC{i}", source="bench", occurred_at=T0, version=0,
-                              fields=WorkItemFields(attributes=row)) for i in range(m)]
-    updates = [LifecycleEvent(type=EventType.UPDATE, event_id=f"u{i}", tenant="servicenow",
-                              capture_id=f"INC{i}", source="bench", occurred_at=T0, version=1,
-                              fields=WorkItemFields(attributes={"priority": "2 - High"})) for i in range(m)]
+    creates = [
+        LifecycleEvent(
+            type=EventType.CREATE,
+            event_id=f"c{i}",
+            tenant="servicenow",
+            capture_id=f"INC{i}",
+            source="bench",
+            occurred_at=T0,
+            version=0,
+            fields=WorkItemFields(attributes=row),
+        )
+        for i in range(m)
+    ]
+    updates = [
+        LifecycleEvent(
+            type=EventType.UPDATE,
+            event_id=f"u{i}",
+            tenant="servicenow",
+            capture_id=f"INC{i}",
+            source="bench",
+            occurred_at=T0,
+            version=1,
+            fields=WorkItemFields(attributes={"priority": "2 - High"}),
+        )
+        for i in range(m)
+    ]
     items: list = []
     settle()
-    rate("create events applied", m, lambda: items.extend(apply(None, e, rules, NOW).item for e in creates))
-    rate("update events applied (re-prioritised)", m,
-         lambda: [apply(it, e, rules, NOW) for it, e in zip(items, updates, strict=True)])
-    rate("duplicate events recognised", m,
-         lambda: [apply(it, e, rules, NOW) for it, e in zip(items, creates, strict=True)])
+    rate(
+        "create events applied",
+        m,
+        lambda: items.extend(apply(None, e, rules, NOW).item for e in creates),
+    )
+    rate(
+        "update events applied (re-prioritised)",
+        m,
+        lambda: [apply(it, e, rules, NOW) for it, e in zip(items, updates, strict=True)],
+    )
+    rate(
+        "duplicate events recognised",
+        m,
+        lambda: [apply(it, e, rules, NOW) for it, e in zip(items, creates, strict=True)],
+    )
 
 
 def main() -> None:
@@ -164,7 +225,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=200_000)
     parser.add_argument("--quiet-items", type=int, default=1_000_000)
     args = parser.parse_args()
-    print(f"iwd-stream domain benchmark: Python {platform.python_version()} on {platform.machine()}")
+    print(
+        f"iwd-stream domain benchmark: Python {platform.python_version()} on {platform.machine()}"
+    )
     es = entries(args.items)
     bench_scoring(es)
     settle()
