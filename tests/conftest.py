@@ -20,6 +20,15 @@ from iwd_stream.kafka.admin import create_topics
 from iwd_stream.settings import Settings
 
 ROOT = Path(__file__).resolve().parent
+BROKER_NOTES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say, at the end of the run, which real broker the broker tests used."""
+    if BROKER_NOTES:
+        terminalreporter.section("kafka broker")
+        for note in BROKER_NOTES:
+            terminalreporter.write_line(note)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -43,6 +52,7 @@ def kafka_bootstrap(settings: Settings, pytestconfig: pytest.Config) -> Iterator
     reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
 
     def say(message: str) -> None:
+        BROKER_NOTES.append(message)
         if reporter is not None:
             reporter.write_line(f"[kafka] {message}")
 

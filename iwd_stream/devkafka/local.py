@@ -104,8 +104,15 @@ def port_is_free(port: int) -> bool:
 
 
 def kafka_cluster_id() -> str:
-    """Return a random cluster id in Kafka's own format (url-safe base64 of 16 bytes)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """Return a random cluster id in Kafka's own format (url-safe base64 of 16 bytes).
+
+    One id in 64 starts with "-", which the storage tool's argument parser takes for an
+    option (its format step then fails): draw again, as Kafka's own Uuid.randomUuid() does.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def find_java(java_home: Path | None) -> tuple[str, int]:

@@ -17,9 +17,10 @@ def test_java_major(output, major):
     assert _java_major(output) == major
 
 
-def test_cluster_id_is_kafka_uuid_format():
-    cid = kafka_cluster_id()
-    assert len(cid) == 22 and "=" not in cid
+def test_cluster_id_is_kafka_uuid_format_and_never_looks_like_an_option():
+    for _ in range(2000):  # a leading "-" comes up once in 64 draws
+        cid = kafka_cluster_id()
+        assert len(cid) == 22 and "=" not in cid and not cid.startswith("-")
 
 
 def test_missing_java_is_one_clear_error(tmp_path, monkeypatch):
