@@ -470,7 +470,8 @@ def _finish(
         info["rejection"] = rejection.value
     records = []
     seq = base
-    if via is not None:  # restart passes through `restarted` on its way back to new/queued
+    # A restart passes through `restarted` on its way back to new/queued: two records.
+    for to_status in ([via] if via is not None else []) + [new.status]:
         seq += 1
         records.append(
             _record(
@@ -482,30 +483,13 @@ def _finish(
                 at,
                 now,
                 from_status=from_status,
-                to_status=via,
+                to_status=to_status,
                 assignment_state=new.assignment_state,
                 reason=reason,
                 detail=info,
             )
         )
-        from_status = via
-    seq += 1
-    records.append(
-        _record(
-            new,
-            event_id,
-            event_type,
-            outcome,
-            seq,
-            at,
-            now,
-            from_status=from_status,
-            to_status=new.status,
-            assignment_state=new.assignment_state,
-            reason=reason,
-            detail=info,
-        )
-    )
+        from_status = to_status
     # Commands were built with the seq of the first record; the queues stage only needs order.
     final = new.model_copy(
         update={"seq": seq, "seen_event_ids": _seen(new, event_id), "updated_at": now}
