@@ -88,7 +88,7 @@ class Metrics:
         )
         self.rescored_per_tick = Histogram(
             "iwd_tick_rescored_items",
-            "Items whose score or SLA state changed in one tick.",
+            "Items whose SLA state or offer changed in one tick (re-keys are not counted).",
             buckets=(0, 1, 10, 100, 1000, 10_000, 100_000, 1_000_000),
             registry=r,
         )

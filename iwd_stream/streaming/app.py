@@ -72,7 +72,24 @@ class Engine:
     names: TopicNames
 
     def ready(self) -> tuple[bool, str]:
-        """Return readiness: not rebalancing, not recovering, and table recovery completed."""
+        """Return readiness: tables recovered (see :meth:`tables_ready`) and queue indexes built."""
+        ok, why = self.tables_ready()
+        if not ok:
+            return ok, why
+        if not self.queues.built and self.owned_queue_partitions():
+            # The first tick after recovery rebuilds the indexes; until then no queue is known.
+            return False, "rebuilding queue indexes"
+        return True, "ready"
+
+    def owned_queue_partitions(self) -> set[int]:
+        return {
+            tp.partition
+            for tp in self.app.assignor.assigned_actives()
+            if tp.topic == self.names.queue_commands
+        }
+
+    def tables_ready(self) -> tuple[bool, str]:
+        """Return Faust-level readiness: not rebalancing, not recovering, tables recovered."""
         app: Any = self.app
         if not app.started:
             return False, "starting"
@@ -179,12 +196,10 @@ def build_engine(
             if not qp.built:
                 # After recovery or a rebalance: rebuild the in-memory indexes of the
                 # partitions this worker now owns from the (recovered) table.
-                active = {
-                    tp.partition
-                    for tp in app.assignor.assigned_actives()
-                    if tp.topic == names.queue_commands
-                }
-                apply(qp.rebuild(queue_table.items(), active, _now()), queue_table)
+                apply(
+                    qp.rebuild(queue_table.items(), engine.owned_queue_partitions(), _now()),
+                    queue_table,
+                )
                 # Millions of long-lived index objects: keep the cyclic GC from rescanning them.
                 gc.collect()
                 gc.freeze()
@@ -201,8 +216,9 @@ def build_engine(
     @app.timer(settings.tick_interval_s)
     async def sla_timer() -> None:
         # on every worker, for the queues partitions it owns; a skipped or doubled tick is
-        # harmless because the queues stage only acts on what is due at the tick's time.
-        ok, _ = engine.ready()
+        # harmless because the queues stage only acts on what is due at the tick's time. (Not
+        # engine.ready(): the first tick is what rebuilds the queue indexes.)
+        ok, _ = engine.tables_ready()
         if not ok:
             return
         now = _now()
