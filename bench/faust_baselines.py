@@ -20,37 +20,25 @@ rebalancing and table recovery completed, as the engine's ``/ready`` does.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 import faust
 import orjson
 from faust.web import Request, Response, View
 
+from iwd_stream.settings import Settings
+from iwd_stream.streaming.app import faust_config
+
 MODES = ("consume", "passthrough", "tablehop")
 
 
 def build_app(args: argparse.Namespace) -> faust.App:
-    app = faust.App(
-        args.app_id,
-        broker=f"kafka://{args.bootstrap}",
-        store="rocksdb://",
-        datadir=args.data_dir,
-        web_enabled=True,
-        web_bind="127.0.0.1",
-        web_host="127.0.0.1",
-        web_port=args.port,
-        topic_partitions=args.partitions,
-        topic_replication_factor=1,
-        topic_allow_declare=True,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        table_standby_replicas=0,
-        broker_commit_interval=1.0,
-        autodiscover=False,
-        key_serializer="raw",
-        value_serializer="raw",
-        web_in_thread=False,
+    # The engine's own Faust settings, so the comparison measures the stages, not config.
+    settings = Settings(
+        data_dir=Path(args.data_dir), web_port=args.port, partitions=args.partitions
     )
+    app = faust.App(args.app_id, **faust_config(settings, args.bootstrap))
     raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes, "partitions": args.partitions}
     source = app.topic(args.source, **raw)
     sink = app.topic(args.sink, **raw)

@@ -42,6 +42,34 @@ def changelog_topics(settings: Settings) -> list[str]:
     return [f"{app_id(settings)}-{t}-changelog" for t in (WORKITEMS_TABLE, QUEUE_TABLE)]
 
 
+def faust_config(settings: Settings, bootstrap: str) -> dict[str, Any]:
+    """Return the Faust settings of an engine worker (the benchmarks' bare apps use them too)."""
+    return {
+        "broker": f"kafka://{bootstrap}",
+        "store": settings.store,
+        "datadir": str(settings.data_dir),
+        "web_enabled": True,
+        "web_bind": settings.web_host,
+        "web_host": settings.web_host,
+        "web_port": settings.web_port,
+        "topic_partitions": settings.partitions,
+        "topic_replication_factor": 1,
+        "topic_allow_declare": True,
+        "producer_acks": -1,
+        "consumer_auto_offset_reset": "earliest",
+        "table_standby_replicas": 0,
+        "broker_commit_interval": 1.0,
+        "broker_session_timeout": settings.session_timeout_s,
+        "broker_heartbeat_interval": min(3.0, settings.session_timeout_s / 3),
+        "autodiscover": False,
+        # Bytes in and out everywhere: decoding is ours (one codec, failures to the dead
+        # letters), and Faust cannot use pydantic models as value types anyway.
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+        "web_in_thread": False,
+    }
+
+
 def provision_topics(settings: Settings, bootstrap: str) -> list[str]:
     """Create every topic the engine reads or writes (and its changelogs) before agents start.
 
@@ -77,7 +105,7 @@ class Engine:
         if not ok:
             return ok, why
         if not self.queues.built and self.owned_queue_partitions():
-            # The first tick after recovery rebuilds the indexes; until then no queue is known.
+            # The SLA timer rebuilds them once the tables are recovered; until then no queue is known.
             return False, "rebuilding queue indexes"
         return True, "ready"
 
@@ -106,31 +134,7 @@ def build_engine(
 ) -> Engine:
     """Build the Faust app for one worker process."""
     names = TopicNames(settings.topic_prefix)
-    app = faust.App(
-        app_id(settings),
-        broker=f"kafka://{bootstrap}",
-        store=settings.store,
-        datadir=str(settings.data_dir),
-        web_enabled=True,
-        web_bind=settings.web_host,
-        web_host=settings.web_host,
-        web_port=settings.web_port,
-        topic_partitions=settings.partitions,
-        topic_replication_factor=1,
-        topic_allow_declare=True,
-        producer_acks=-1,
-        consumer_auto_offset_reset="earliest",
-        table_standby_replicas=0,
-        broker_commit_interval=1.0,
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 3),
-        autodiscover=False,
-        # Bytes in and out everywhere: decoding is ours (one codec, failures to the dead
-        # letters), and Faust cannot use pydantic models as value types anyway.
-        key_serializer="raw",
-        value_serializer="raw",
-        web_in_thread=False,
-    )
+    app = faust.App(app_id(settings), **faust_config(settings, bootstrap))
     make_changelog_flush_complete(app)
     metrics = Metrics()
     outbox = Outbox(bootstrap)
@@ -189,20 +193,23 @@ def build_engine(
             apply(process("workitems", event.message, wp.handle, items_table.get), items_table)
             metrics.processing_seconds.labels("workitems").observe(time.perf_counter() - started)
 
+    def rebuild_indexes() -> None:
+        """Rebuild the in-memory queue indexes of the owned partitions from the recovered table.
+
+        Synchronous (no await), so no queues message is processed half-way through it. Its
+        result carries messages only (SLA events), no table writes: any task may run it.
+        """
+        apply(qp.rebuild(queue_table.items(), engine.owned_queue_partitions(), _now()), queue_table)
+        # Millions of long-lived index objects: keep the cyclic GC from rescanning them.
+        gc.collect()
+        gc.freeze()
+
     @app.agent(queues_in, concurrency=1)
     async def queues_stage(stream: Any) -> None:
         async for event in stream.events():
             started = time.perf_counter()
             if not qp.built:
-                # After recovery or a rebalance: rebuild the in-memory indexes of the
-                # partitions this worker now owns from the (recovered) table.
-                apply(
-                    qp.rebuild(queue_table.items(), engine.owned_queue_partitions(), _now()),
-                    queue_table,
-                )
-                # Millions of long-lived index objects: keep the cyclic GC from rescanning them.
-                gc.collect()
-                gc.freeze()
+                rebuild_indexes()
             apply(process("queues", event.message, qp.handle), queue_table)
             metrics.processing_seconds.labels("queues").observe(time.perf_counter() - started)
 
@@ -217,10 +224,14 @@ def build_engine(
     async def sla_timer() -> None:
         # on every worker, for the queues partitions it owns; a skipped or doubled tick is
         # harmless because the queues stage only acts on what is due at the tick's time. (Not
-        # engine.ready(): the first tick is what rebuilds the queue indexes.)
+        # engine.ready(): that waits for the indexes, which are rebuilt here as soon as the
+        # tables are recovered, not when the queues stage's first message, maybe behind a
+        # backlog, arrives.)
         ok, _ = engine.tables_ready()
         if not ok:
             return
+        if not qp.built:
+            rebuild_indexes()
         now = _now()
         for tp in app.assignor.assigned_actives():
             if tp.topic != names.ticks:
